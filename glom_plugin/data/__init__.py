@@ -1,0 +1,1 @@
+"""Ingestion: readers for publishers' layouts, id hashing, rejects, normalized tables, synthetic default."""

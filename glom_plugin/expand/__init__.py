@@ -1,0 +1,1 @@
+"""Seed list -> lookalikes: similarity aggregation over seeds, ANN index, explanations."""
