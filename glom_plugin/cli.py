@@ -1,0 +1,190 @@
+"""`glom` — one sub-command per stage, plus `quickstart` for the whole flow on the generated default.
+
+Every command takes ``--config FILE`` (YAML), ``--run-dir DIR`` and repeated ``--set section.key=value``
+overrides; the resolved config is written to the run directory so a run is fully described by it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+for _key, _value in {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "BENTOML_DO_NOT_TRACK": "True",
+    "DGLBACKEND": "pytorch",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "SPARK_LOCAL_IP": "127.0.0.1",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+from glom_plugin import pipeline  # noqa: E402
+from glom_plugin.config import GlomConfig, load_config  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")]
+RunDirOpt = Annotated[str | None, typer.Option("--run-dir", help="run directory (default from config)")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override, e.g. --set pm.dim=32 (repeatable)")]
+
+
+def _config(config: Path | None, run_dir: str | None, overrides: list[str] | None) -> GlomConfig:
+    explicit = {"run_dir": run_dir} if run_dir else {}
+    return load_config(config, overrides or [], **explicit)
+
+
+def _models(text: str) -> list[str]:
+    from glom_plugin.models.registry import available_models
+
+    if text == "all":
+        return available_models()
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="output directory for the Amazon-2023-layout files")],
+    reviews: Annotated[int, typer.Option(help="number of reviews")] = 20_000,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Write the embedded default dataset (Amazon Reviews 2023 layout, planted lookalike communities)."""
+    from glom_plugin.data.synthetic import generate_amazon2023
+
+    dataset = generate_amazon2023(out, reviews, seed)
+    typer.echo(f"wrote {dataset}")
+
+
+@app.command()
+def ingest(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
+    """Read raw data in its publisher's layout into normalized Parquet (user ids salted-hashed)."""
+    report = pipeline.ingest(_config(config, run_dir, set_))
+    typer.echo(str(report))
+
+
+@app.command()
+def validate(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
+    """Great Expectations gate over the ingested tables; stops with a readable report on failure."""
+    report = pipeline.validate(_config(config, run_dir, set_))
+    typer.echo(str(report))
+
+
+@app.command()
+def graph(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
+    """Polarity (§3.3) -> user-user similarity (§3.4) -> GX gate on the edges -> knowledge graph (§3.1)."""
+    pipeline.print_json(pipeline.graph(_config(config, run_dir, set_)))
+
+
+@app.command()
+def prepare(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
+    """ingest + validate + graph."""
+    cfg = _config(config, run_dir, set_)
+    pipeline.save_stage_log(cfg, pipeline.prepare(cfg))
+
+
+@app.command()
+def profiles(
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    set_: SetOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count prompts, tokens and cost; call nothing")] = False,
+) -> None:
+    """User and item profiles (§3.2; offline builder by default, any OpenAI-compatible endpoint) + embeddings."""
+    result = pipeline.profiles(_config(config, run_dir, set_), dry_run=dry_run)
+    typer.echo(str(result))
+
+
+@app.command()
+def pretrain(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
+    """Train the pre-trained model PM (§3.5)."""
+    typer.echo(str(pipeline.pretrain(_config(config, run_dir, set_))))
+
+
+@app.command()
+def train(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
+    """Train GLoM (PM then GLM, §3.5-3.7), save the model, log and register it in MLflow."""
+    typer.echo(str(pipeline.train(_config(config, run_dir, set_))))
+
+
+@app.command()
+def expand(
+    seeds: Annotated[Path, typer.Option(help="seed list: one hashed user id per line, or CSV with user_id")],
+    out: Annotated[Path | None, typer.Option(help="output CSV/Parquet (default: run_dir/expand/)")] = None,
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Expand a seed list into ranked lookalikes with the trained model."""
+    from glom_plugin.expand.expander import run_expand_stage
+
+    cfg = _config(config, run_dir, set_)
+    layout = pipeline.layout_for(cfg)
+    target = out or layout.expand_dir / f"{seeds.stem}_lookalikes.csv"
+    result = run_expand_stage(cfg, layout, seeds, target)
+    typer.echo(str(result))
+
+
+@app.command()
+def evaluate(
+    models: Annotated[str, typer.Option(help="comma-separated model names, or 'all' (see `glom models`)")] = "",
+    runs: Annotated[int | None, typer.Option(help="number of runs (default config: 5)")] = None,
+    sweeps: Annotated[bool, typer.Option(help="also recall vs embedding size and vs seed-list size")] = False,
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """The paper's protocol (§4.1): tasks = items, seed:non-seed 1:10, P/R/PR-AUC, mean ± std over runs."""
+    cfg = _config(config, run_dir, set_)
+    names = _models(models) if models else cfg.evaluate.models
+    paths = pipeline.evaluate(cfg, names, runs=runs, sweeps=sweeps)
+    table = paths.get("table")
+    if table:
+        typer.echo(Path(table).read_text())
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command("models")
+def list_models() -> None:
+    """List the selectable models."""
+    from glom_plugin.models.registry import MODEL_REGISTRY
+
+    for name, spec in MODEL_REGISTRY.items():
+        typer.echo(f"{name:26s} {spec.description}")
+
+
+@app.command("hash-ids")
+def hash_ids(
+    src: Annotated[Path, typer.Argument(help="file with one raw user id per line")],
+    dst: Annotated[Path, typer.Argument(help="output file of salted hashes")],
+    config: ConfigOpt = None,
+) -> None:
+    """Hash a raw seed list with the deployment's salt ($GLOM_ID_SALT), as ingestion does."""
+    from glom_plugin.data.hashing import hash_ids_file
+
+    cfg = load_config(config)
+    count = hash_ids_file(src, dst, cfg.id_salt())
+    typer.echo(f"hashed {count} ids -> {dst}")
+
+
+@app.command()
+def quickstart(
+    run_dir: Annotated[str, typer.Option(help="run directory")] = "runs/quickstart",
+    reviews: Annotated[int, typer.Option(help="size of the generated dataset")] = 20_000,
+    runs: Annotated[int, typer.Option(help="evaluation runs")] = 2,
+    models: Annotated[str, typer.Option(help="models to compare")] = "",
+    set_: SetOpt = None,
+) -> None:
+    """Generated default -> ingest -> validate -> graph -> profiles -> GLoM -> evaluation table -> expansion."""
+    from glom_plugin.quickstart import run_quickstart
+
+    run_quickstart(run_dir=run_dir, reviews=reviews, runs=runs, models=_models(models) if models else None,
+                   overrides=set_ or [])
+
+
+if __name__ == "__main__":
+    app()
