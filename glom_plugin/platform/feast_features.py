@@ -135,13 +135,13 @@ def _glom_embedding_table(model: Any | None, as_of: datetime) -> pa.Table:
 
 
 def _load_trained_model(layout: RunLayout) -> Any | None:
-    """The GLM artifact of this run when training has written one (None before training)."""
-    glm_dir = layout.glm_dir
-    if not any(glm_dir.iterdir()):
+    """The newest GLoM artifact of this run (a ``TrainedModel`` dir under models/glm), None before training."""
+    candidates = [p.parent for p in [layout.glm_dir / "model.json", *layout.glm_dir.glob("*/model.json")] if p.exists()]
+    if not candidates:
         return None
     from glom_plugin.models.artifact import TrainedModel
 
-    return TrainedModel.load(glm_dir)
+    return TrainedModel.load(max(candidates, key=lambda p: (p / "model.json").stat().st_mtime))
 
 
 def export_feature_tables(

@@ -1,0 +1,75 @@
+"""A real MLflow sqlite tracking store + registry: each training run registers a version; the champion
+alias moves only when PR-AUC improves; ``models:/NAME@champion`` loads the champion's embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from glom_plugin.config import GlomConfig
+from glom_plugin.models.artifact import TrainedModel
+from glom_plugin.platform import mlflow_registry as reg
+
+pytestmark = pytest.mark.integration
+
+
+def random_model(seed: int, n_users: int = 300, dim: int = 16) -> TrainedModel:
+    rng = np.random.default_rng(seed)
+    return TrainedModel(
+        model_name="glom-attn1",
+        user_ids=np.array([f"u{i:04d}" for i in range(n_users)]),
+        user_embeddings=rng.normal(size=(n_users, dim)).astype(np.float32),
+        item_ids=np.array([f"i{i}" for i in range(10)]),
+        item_embeddings=rng.normal(size=(10, dim)).astype(np.float32),
+        config=GlomConfig().model_dump(),
+        metrics={"data_date": "2026-11-20"},
+    )
+
+
+@pytest.fixture()
+def cfg(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return GlomConfig(run_dir=str(tmp_path / "run")).with_overrides(
+        **{"tracking.tracking_uri": uri, "tracking.registered_model": "glom-test"}
+    )
+
+
+def test_versions_and_champion_alias_move_only_on_improvement(cfg, tmp_path):
+    from mlflow import MlflowClient
+
+    first = reg.log_training_run(cfg, random_model(1), metrics={"precision": 0.4}, pr_auc=0.50, run_name="first")
+    assert (first.version, first.promoted) == ("1", True)
+    worse = reg.log_training_run(cfg, random_model(2), pr_auc=0.45, run_name="worse")
+    assert (worse.version, worse.promoted) == ("2", False)
+    client = MlflowClient(cfg.tracking_uri())
+    assert str(client.get_model_version_by_alias("glom-test", "champion").version) == "1"
+    better = reg.log_training_run(cfg, random_model(3), pr_auc=0.61, run_name="better")
+    assert (better.version, better.promoted) == ("3", True)
+    assert str(client.get_model_version_by_alias("glom-test", "champion").version) == "3"
+    # A tie keeps the incumbent.
+    assert reg.promote_if_better(client, "glom-test", worse.version, 0.61) is False
+    assert str(client.get_model_version_by_alias("glom-test", "champion").version) == "3"
+    versions = client.search_model_versions("name='glom-test'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2", "3"]
+    run = client.get_run(first.run_id)
+    assert run.data.metrics["pr_auc"] == pytest.approx(0.50)
+    assert run.data.params["pm.dim"] == "64"
+
+    loaded = reg.load_trained_model("models:/glom-test@champion", tracking_uri=cfg.tracking_uri())
+    expected = random_model(3)
+    np.testing.assert_array_equal(loaded.trained.user_embeddings, expected.user_embeddings)
+    assert list(loaded.trained.user_ids) == list(expected.user_ids)
+    assert (loaded.version, loaded.alias, loaded.tags["data_date"]) == ("3", "champion", "2026-11-20")
+    by_number = reg.load_trained_model("models:/glom-test/2", tracking_uri=cfg.tracking_uri())
+    np.testing.assert_array_equal(by_number.trained.user_embeddings, random_model(2).user_embeddings)
+
+
+def test_version_without_pr_auc_is_never_champion(cfg):
+    from mlflow import MlflowClient
+
+    version = reg.log_training_run(cfg, random_model(4), pr_auc=None)
+    assert version.promoted is False
+    assert reg.current_champion(MlflowClient(cfg.tracking_uri()), "glom-test") is None
+    with pytest.raises(ValueError, match="finite"):
+        reg.promote_if_better(MlflowClient(cfg.tracking_uri()), "glom-test", version.version, float("nan"))
