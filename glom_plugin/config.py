@@ -31,6 +31,9 @@ class DataConfig(_Section):
     meta_path: str | None = None
     # Generic readers: map of our column name -> the file's column name.
     column_map: dict[str, str] = Field(default_factory=dict)
+    # Generic reader: the declared rating scale (rating_norm = (rating - min) / (max - min)).
+    rating_min: float | None = None
+    rating_max: float | None = None
     # Salt for hashing raw user identifiers. Never logged; taken from $GLOM_ID_SALT when unset.
     id_salt_env: str = "GLOM_ID_SALT"
     # Fail the run when more than this fraction of rows is rejected.
@@ -79,6 +82,10 @@ class ProfileConfig(_Section):
     llm_concurrency: int = 4
     llm_timeout_s: float = 60.0
     llm_max_retries: int = 5
+    # First retry waits about this long; each later one doubles it (plus jitter).
+    llm_backoff_base_s: float = 1.0
+    # Completion budget per profile (a 100-word profile is ~140 tokens).
+    llm_max_tokens: int = 256
     # Optional prices (USD per 1k tokens) so the dry run can estimate cost.
     llm_price_prompt_per_1k: float | None = None
     llm_price_completion_per_1k: float | None = None
@@ -105,6 +112,8 @@ class PMConfig(_Section):
     negatives: int = 1
     patience: int = 5
     use_profiles: bool = True
+    # Share of observed user-item pairs held out for early stopping on link prediction (MRR).
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0)
 
 
 class GLMConfig(_Section):
@@ -119,6 +128,9 @@ class GLMConfig(_Section):
     # "dgl" (CPU, the reference) or "torch" (scatter ops; runs on CUDA). "auto" = torch on CUDA, dgl on CPU.
     backend: Literal["auto", "dgl", "torch"] = "auto"
     use_pm: bool = True
+    # Early stopping on held-out user-item link prediction (MRR), as for PM.
+    patience: int = 5
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0)
 
 
 class GraphConfig(_Section):
@@ -149,6 +161,125 @@ class EvaluateConfig(_Section):
     negative_ratio: int = 10
     embedding_sizes: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
     seed_sizes: list[int] = Field(default_factory=lambda: [5, 10, 20, 40])
+
+
+class YahooConfig(_Section):
+    """Yahoo look-alike systems (Ma et al., BIGMINE 2016): §2.1 similarity, §2.3 segments, §3 graph-constraint."""
+
+    # §3.1 Phase I MinHash LSH: bands x rows hashes; P(pair is a candidate) = 1 - (1 - J^rows)^bands.
+    lsh_bands: int = Field(24, ge=1)
+    lsh_rows: int = Field(3, ge=1)
+    # Members of one LSH bucket are paired only with their next `lsh_bucket_window` members (random order),
+    # so a huge bucket (e.g. users who all bought one best-seller) costs O(n * window), not O(n^2).
+    lsh_bucket_window: int = Field(64, ge=1)
+    # Graph builder backend ("numpy" in memory; "spark" = pyspark.ml MinHashLSH approxSimilarityJoin).
+    lsh_backend: Literal["numpy", "spark"] = "numpy"
+    # Edge weight of the global graph: Jaccard (Eq. 2) or weighted cosine with diagonal A = IDF (Eq. 9).
+    graph_similarity: Literal["jaccard", "weighted-cosine"] = "jaccard"
+    # Keep each user's strongest `neighbors_per_user` edges with similarity >= min_edge_similarity.
+    neighbors_per_user: int = Field(50, ge=1)
+    min_edge_similarity: float = Field(0.1, ge=0.0, le=1.0)
+    # §3.2 Phase II: pseudo-count added to seed / candidate feature counts before the information value.
+    iv_smoothing: float = Field(0.5, gt=0.0)
+    # §2.3: number of segments recommended per campaign, and how a user's segments make its score.
+    segments_top_k: int = Field(5, ge=1)
+    segment_user_score: Literal["sum", "max"] = "sum"
+    # Item-cluster segments when the data has no categories (k-means on item co-purchase SVD).
+    segment_clusters: int = Field(32, ge=2)
+    # Binary user features: interacted items always; liked items and bought categories when switched on.
+    use_liked_features: bool = True
+    use_category_features: bool = True
+    # §2.1 brute force: candidates per block (memory O(block x |S|)).
+    similarity_block_size: int = Field(4096, ge=1)
+
+
+class LRBaselineConfig(_Section):
+    """GLoM §4.2 LR [19]: per-campaign logistic regression on raw features (bought items + categories)."""
+
+    # How the bag of items/categories is weighted: 0/1, raw counts, or TF-IDF (fitted on all users).
+    features: Literal["binary", "counts", "tfidf"] = "tfidf"
+    use_categories: bool = True
+    penalty: Literal["l2", "l1"] = "l2"
+    C: float = Field(1.0, gt=0.0)
+    # "balanced" reweights the 1:10 seed:non-seed ratio so the 0.5 decision threshold means something.
+    class_weight: Literal["balanced", "none"] = "balanced"
+    max_iter: int = Field(200, ge=1)
+
+
+class LinkPredictionConfig(_Section):
+    """Shared by the unsupervised graph baselines: BPR on user-item edges, full-graph propagation."""
+
+    dim: int = Field(64, ge=1)
+    layers: int = Field(2, ge=0)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(2048, ge=1)
+    lr: float = Field(0.01, gt=0.0)
+    # L2 penalty on the batch's layer-0 embeddings (LightGCN Eq. 15's lambda).
+    reg: float = Field(1e-4, ge=0.0)
+    # "dgl" (CPU) or "torch" (sparse matmul, runs on CUDA); "auto" = torch on CUDA, dgl on CPU.
+    backend: Literal["auto", "dgl", "torch"] = "auto"
+
+
+class GraphSageBaselineConfig(LinkPredictionConfig):
+    """GLoM §4.2 GraphSAGE [6]: SAGEConv layers over sampled neighbourhoods, link-prediction objective."""
+
+    aggregator: Literal["mean", "pool", "gcn", "lstm"] = "mean"
+    # Neighbours sampled per node and layer while training (GraphSAGE's fixed-size sampling); full at inference.
+    fanouts: list[int] = Field(default_factory=lambda: [10, 10])
+    use_profiles: bool = True
+
+
+class PinterestBaselineConfig(_Section):
+    """GLoM §4.2 Pinterest [20] (deWet & Ou, KDD'19): global user embedding + LSH affinity + LR, ensembled."""
+
+    # Global embedding: BPR matrix factorization (embedding_layers = 0) or LightGCN propagation (> 0).
+    dim: int = Field(64, ge=1)
+    embedding_layers: int = Field(0, ge=0)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(2048, ge=1)
+    lr: float = Field(0.01, gt=0.0)
+    reg: float = Field(1e-4, ge=0.0)
+    # Affinity scoring: random-hyperplane LSH tables; region density of seeds vs all users.
+    lsh_tables: int = Field(16, ge=1)
+    lsh_bits: int = Field(4, ge=1)
+    lsh_smoothing: float = Field(1.0, gt=0.0)
+    classifier_C: float = Field(1.0, gt=0.0)
+    # Ensemble = weight * rank(affinity) + (1 - weight) * rank(classifier), ranks scaled to [0, 1].
+    ensemble_weight: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class MetaHeacBaselineConfig(_Section):
+    """GLoM §4.2 MetaHeac [2] (Zhu et al., KDD'21): hybrid experts + critics, first-order MAML over tasks."""
+
+    dim: int = Field(32, ge=1)
+    hidden: int = Field(64, ge=1)
+    n_experts: int = Field(4, ge=1)
+    n_critics: int = Field(3, ge=1)
+    use_profiles: bool = True
+    # Meta-training tasks = items with at least this many purchasers in the training graph.
+    min_task_purchasers: int = Field(6, ge=2)
+    task_negative_ratio: int = Field(5, ge=1)
+    meta_epochs: int = Field(10, ge=1)
+    tasks_per_batch: int = Field(8, ge=1)
+    max_tasks: int = Field(200, ge=1)
+    inner_lr: float = Field(0.1, gt=0.0)
+    inner_steps: int = Field(1, ge=1)
+    outer_lr: float = Field(0.005, gt=0.0)
+    # Test-time fine-tuning on a campaign's seeds vs non-seeds: hot campaigns (>= hot_seed_threshold seeds)
+    # get more steps than cold ones, which would over-fit a handful of seeds.
+    hot_seed_threshold: int = Field(20, ge=1)
+    finetune_steps_hot: int = Field(10, ge=0)
+    finetune_steps_cold: int = Field(3, ge=0)
+
+
+class BaselinesConfig(_Section):
+    """The GLoM paper's comparison systems (§4.2); one sub-section per model."""
+
+    lr: LRBaselineConfig = Field(default_factory=LRBaselineConfig)
+    graphsage: GraphSageBaselineConfig = Field(default_factory=GraphSageBaselineConfig)
+    lightgcn: LinkPredictionConfig = Field(default_factory=lambda: LinkPredictionConfig(layers=3))
+    pinterest: PinterestBaselineConfig = Field(default_factory=PinterestBaselineConfig)
+    metaheac: MetaHeacBaselineConfig = Field(default_factory=MetaHeacBaselineConfig)
 
 
 class FeaturesConfig(_Section):
@@ -191,7 +322,9 @@ class GlomConfig(_Section):
     pm: PMConfig = Field(default_factory=PMConfig)
     glm: GLMConfig = Field(default_factory=GLMConfig)
     expand: ExpandConfig = Field(default_factory=ExpandConfig)
+    yahoo: YahooConfig = Field(default_factory=YahooConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
