@@ -1,0 +1,99 @@
+"""§3.3 polarity: p_uv = α·r̃ + (1−α)·s̃, like/dislike against the item's average sentiment, rating fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glom_plugin.config import GlomConfig, PolarityConfig
+from glom_plugin.data.schema import POLARITY_SCHEMA
+from glom_plugin.graph.polarity import polarity_from_sentiment, review_texts, score_review_sentiment
+from glom_plugin.text.sentiment import SENTIMENT_BACKENDS, create_sentiment_backend, score_sentiment
+
+
+def frame(rows: list[tuple[str, str, float, float | None]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "rating_norm": [r[2] for r in rows],
+            "sentiment": [np.nan if r[3] is None else r[3] for r in rows],
+        }
+    )
+
+
+def test_hand_computed_polarity_and_likes() -> None:
+    # Item X has reviews with sentiment 0.9, 0.5 -> average 0.7.
+    rows = [
+        ("u1", "X", 1.0, 0.9),  # p = .5*1 + .5*.9 = .95; .9 >= .7 and rating favourable -> like
+        ("u2", "X", 0.75, 0.5),  # p = .625; .5 < .7 -> dislike
+        ("u1", "Y", 0.0, 0.8),  # only review of Y: sentiment == average, but 1 star -> dislike (rating guard)
+        ("u3", "Y", 0.5, None),  # no text: p = rating; u3 mean rating = (0.5 + 1.0) / 2 = .75 -> .5 < .75 dislike
+        ("u3", "Z", 1.0, None),  # no text: 1.0 >= .75 -> like
+    ]
+    out = polarity_from_sentiment(frame(rows), PolarityConfig(alpha=0.5))
+    assert list(out.columns) == [f.name for f in POLARITY_SCHEMA]
+    assert out["polarity"].tolist() == pytest.approx([0.95, 0.625, 0.4, 0.5, 1.0])
+    assert out["liked"].tolist() == [True, False, False, False, True]
+    assert out["polarity_source"].tolist() == ["rating+sentiment"] * 3 + ["rating"] * 2
+    assert out["sentiment"].isna().tolist() == [False, False, False, True, True]
+
+
+@pytest.mark.parametrize(("alpha", "expected"), [(0.0, [0.9, 0.5]), (1.0, [1.0, 0.75]), (0.25, [0.925, 0.5625])])
+def test_alpha_edge_cases(alpha: float, expected: list[float]) -> None:
+    rows = [("u1", "X", 1.0, 0.9), ("u2", "X", 0.75, 0.5), ("u3", "X", 0.5, None)]
+    out = polarity_from_sentiment(frame(rows), PolarityConfig(alpha=alpha))
+    assert out["polarity"].tolist()[:2] == pytest.approx(expected)
+    assert out["polarity"].iloc[2] == pytest.approx(0.5)  # no text: the rating whatever alpha is
+    # alpha does not change like/dislike, which compares sentiment with the item average
+    assert out["liked"].tolist()[:2] == [True, False]
+
+
+def test_item_averages_come_from_the_frame_given() -> None:
+    rows = [("u1", "X", 1.0, 0.6), ("u2", "X", 1.0, 0.9)]
+    both = polarity_from_sentiment(frame(rows), PolarityConfig())
+    alone = polarity_from_sentiment(frame(rows[:1]), PolarityConfig())
+    assert both["liked"].tolist() == [False, True]  # 0.6 < mean 0.75
+    assert alone["liked"].tolist() == [True]  # without u2's (held-out) review, u1's review is the average
+
+
+def test_duplicate_pairs_are_refused() -> None:
+    with pytest.raises(ValueError, match="repeat a"):
+        polarity_from_sentiment(frame([("u1", "X", 1.0, 0.5), ("u1", "X", 0.5, 0.5)]), PolarityConfig())
+
+
+def test_vader_sentiment_is_on_unit_interval_and_nan_for_missing() -> None:
+    scores = score_sentiment(["I love it, wonderful quality!", None, "   ", "Terrible. Broke in a day, awful."], PolarityConfig())
+    assert scores[0] > 0.75 and scores[3] < 0.25
+    assert np.isnan(scores[1]) and np.isnan(scores[2])
+
+
+def test_backend_registry() -> None:
+    assert set(SENTIMENT_BACKENDS) >= {"vader", "hf"}
+    with pytest.raises(ValueError, match="unknown polarity.sentiment_backend"):
+        create_sentiment_backend(PolarityConfig(sentiment_backend="nope"))
+    with pytest.raises(ValueError, match="hf_model_path"):
+        create_sentiment_backend(PolarityConfig(sentiment_backend="hf"))
+
+
+def test_review_text_joins_title_and_body() -> None:
+    interactions = pd.DataFrame({"review_title": ["Great", None, " "], "text": ["works", "ok", None]})
+    assert review_texts(interactions) == ["Great. works", "ok", None]
+
+
+def test_score_review_sentiment_reuses_cache() -> None:
+    interactions = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "item_id": ["X", "X"],
+            "rating_norm": [1.0, 0.0],
+            "review_title": [None, None],
+            "text": ["Love it", "Hate it, awful"],
+        }
+    )
+    cache = pd.DataFrame({"user_id": ["u1"], "item_id": ["X"], "sentiment": [0.123]})
+    out = score_review_sentiment(interactions, GlomConfig(), cache=cache)
+    assert out["sentiment"].iloc[0] == 0.123  # from the cache, not rescored
+    assert out["sentiment"].iloc[1] < 0.5
+    assert list(out.columns[:5]) == list(interactions.columns)
