@@ -1,0 +1,352 @@
+"""Training loops for PM (§3.5, Eq. 2) and GLM (§3.6–3.7, Eq. 9): mini-batches, Adam, early stopping.
+
+Early stopping uses held-out link prediction: a share (``val_fraction``) of the observed user–item
+pairs is removed — every triple between the pair, both directions — from what the model trains on (and,
+for GLM, from the message-passing graph). Each epoch the held-out pairs are ranked against
+``VALIDATION_NEGATIVES`` sampled items the user never interacted with; the best-MRR epoch's weights are
+kept and training stops after ``patience`` epochs without improvement. Final embeddings come from the
+full graph (held-out pairs included), so nothing the data offers is left out of the served model.
+
+Reproducible: ``torch.manual_seed``, a seeded ``numpy`` generator for the split and a seeded
+``torch.Generator`` (on the training device) for negatives. Runs on ``cfg.resolved_device()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from glom_plugin.config import GlomConfig
+from glom_plugin.data.schema import RELATION_INTERACTED
+from glom_plugin.graph.dataset import LookalikeData
+from glom_plugin.models.glm import GraphLearningModel, build_message_graph, resolve_backend
+from glom_plugin.models.kg import KnowledgeTriples, build_knowledge_triples
+from glom_plugin.models.pm import FilteredNegativeSampler, PretrainEnergyModel
+
+VALIDATION_NEGATIVES = 50
+MAX_VALIDATION_PAIRS = 2000
+MIN_VALIDATION_PAIRS = 10
+
+
+@dataclass
+class TrainingHistory:
+    """What one training run did, logged with the model (MLflow metrics, artifact metadata)."""
+
+    device: str
+    epoch_seconds: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_mrr: list[float] = field(default_factory=list)
+    val_hits_at_10: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_mrr: float | None = None
+    stopped_early: bool = False
+    backend: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PMResult:
+    model: PretrainEnergyModel
+    triples: KnowledgeTriples
+    history: TrainingHistory
+    node_embeddings: np.ndarray  # (n_users + n_items, dim)
+    relation_table: np.ndarray  # (n_relations, dim)
+
+
+@dataclass
+class GLMResult:
+    model: GraphLearningModel
+    triples: KnowledgeTriples
+    history: TrainingHistory
+    node_embeddings: np.ndarray  # h^L, (n_users + n_items, dim)
+    relation_table: np.ndarray  # r^L
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """Held-out (user, item) pairs with their fixed sampled negative items (node ids)."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    negatives: torch.Tensor  # (B, K)
+    negative_valid: torch.Tensor  # (B, K) False where the draw is a known item of the user
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def split_validation(
+    triples: KnowledgeTriples, fraction: float, rng: np.random.Generator
+) -> tuple[KnowledgeTriples, np.ndarray, np.ndarray]:
+    """(training triples, held-out users, held-out items): pairs drawn from the ``interacted`` relation,
+    all of their triples removed in both directions so the held-out link is not leaked by a reverse edge."""
+    rid = triples.relation_id(RELATION_INTERACTED)
+    candidates = np.flatnonzero(triples.relations == rid)
+    n_val = min(int(round(fraction * len(candidates))), MAX_VALIDATION_PAIRS)
+    if fraction <= 0 or n_val < MIN_VALIDATION_PAIRS:
+        return triples, np.empty(0, np.int64), np.empty(0, np.int64)
+    chosen = rng.choice(candidates, size=n_val, replace=False)
+    users, items = triples.heads[chosen], triples.tails[chosen]
+    n = triples.n_nodes
+    pair_key = np.minimum(triples.heads, triples.tails) * n + np.maximum(triples.heads, triples.tails)
+    held = np.isin(pair_key, np.minimum(users, items) * n + np.maximum(users, items))
+    return triples.subset(~held), users, items
+
+
+def make_validation(
+    users: np.ndarray,
+    items: np.ndarray,
+    full: KnowledgeTriples,
+    device: torch.device,
+    generator: torch.Generator,
+) -> ValidationSplit | None:
+    if len(users) == 0:
+        return None
+    u = torch.as_tensor(users, device=device)
+    i = torch.as_tensor(items, device=device)
+    k = VALIDATION_NEGATIVES
+    draws = full.n_users + (torch.rand(len(u), k, generator=generator, device=device) * full.n_items).long()
+    draws = draws.clamp(max=full.n_nodes - 1)
+    sampler = FilteredNegativeSampler(full, device=device)
+    rid = torch.full_like(draws, full.relation_id(RELATION_INTERACTED))
+    known = sampler.is_known(u.unsqueeze(1).expand_as(draws), rid, draws)
+    return ValidationSplit(u, i, draws, ~known)
+
+
+def rank_metrics(positive_energy: torch.Tensor, negative_energy: torch.Tensor, valid: torch.Tensor) -> dict:
+    """MRR and hits@10 of each positive among its valid negatives (lower energy = better; ties count half)."""
+    better = ((negative_energy < positive_energy.unsqueeze(1)) & valid).sum(dim=1).double()
+    ties = ((negative_energy == positive_energy.unsqueeze(1)) & valid).sum(dim=1).double()
+    rank = 1.0 + better + 0.5 * ties
+    return {"mrr": float((1.0 / rank).mean()), "hits_at_10": float((rank <= 10).double().mean())}
+
+
+class EarlyStopping:
+    """Keep the best-MRR weights; stop after ``patience`` epochs without improvement."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = max(int(patience), 1)
+        self.best: float | None = None
+        self.best_state: dict | None = None
+        self.best_epoch = -1
+        self.waited = 0
+
+    def update(self, metric: float, epoch: int, model: torch.nn.Module) -> bool:
+        """Record an epoch; True when training should stop."""
+        if self.best is None or metric > self.best:
+            self.best, self.best_epoch, self.waited = metric, epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self, model: torch.nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+def _profiles(data: LookalikeData, cfg: GlomConfig) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if not cfg.pm.use_profiles:
+        return None, None
+    return data.user_profile_embeddings, data.item_profile_embeddings
+
+
+def fit_pm(
+    data: LookalikeData,
+    cfg: GlomConfig,
+    seed: int = 0,
+    device: str | None = None,
+    triples: KnowledgeTriples | None = None,
+    progress: bool = True,
+) -> PMResult:
+    """Train PM (Eq. 2) on the KG of ``data``; returns the model and its node/relation embeddings."""
+    device = torch.device(device or cfg.resolved_device())
+    rng = seed_everything(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    full = triples if triples is not None else build_knowledge_triples(data, cfg.graph)
+    train, val_users, val_items = split_validation(full, cfg.pm.val_fraction, rng)
+    user_profiles, item_profiles = _profiles(data, cfg)
+    model = PretrainEnergyModel(
+        full.n_users,
+        full.n_items,
+        full.n_relations,
+        cfg.pm.dim,
+        cfg.pm.norm,
+        full.reverse_of(),
+        user_profiles,
+        item_profiles,
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.pm.lr)
+    sampler = FilteredNegativeSampler(full, device=device)
+    validation = make_validation(val_users, val_items, full, device, generator)
+    interacted = full.relation_id(RELATION_INTERACTED)
+
+    # PM learns forward relations only; a reverse relation is -r by construction (pm.relation_table)
+    forward = train.forward_only()
+    heads = torch.as_tensor(forward.heads, device=device)
+    rels = torch.as_tensor(forward.relations, device=device)
+    tails = torch.as_tensor(forward.tails, device=device)
+    history = TrainingHistory(device=str(device))
+    stopper = EarlyStopping(cfg.pm.patience)
+    negatives = max(int(cfg.pm.negatives), 1)
+
+    epochs = tqdm(range(cfg.pm.epochs), desc="PM epochs", disable=not progress, leave=False)
+    for epoch in epochs:
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(heads), generator=generator, device=device)
+        total, batches = 0.0, 0
+        for begin in range(0, len(order), cfg.pm.batch_size):
+            idx = order[begin : begin + cfg.pm.batch_size].repeat(negatives)
+            h, r, t = heads[idx], rels[idx], tails[idx]
+            neg_h, neg_t, valid = sampler.sample(h, r, t, generator)
+            if not bool(valid.any()):
+                continue
+            loss = model.loss((h[valid], r[valid], t[valid]), (neg_h[valid], r[valid], neg_t[valid]), cfg.pm.margin)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            model.apply_constraints()
+            total += float(loss.detach())
+            batches += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        history.epoch_seconds.append(round(time.perf_counter() - start, 4))
+        history.train_loss.append(total / max(batches, 1))
+        if validation is not None:
+            metrics = _pm_validation(model, validation, interacted)
+            history.val_mrr.append(metrics["mrr"])
+            history.val_hits_at_10.append(metrics["hits_at_10"])
+            epochs.set_postfix(loss=f"{history.train_loss[-1]:.4f}", mrr=f"{metrics['mrr']:.3f}")
+            if stopper.update(metrics["mrr"], epoch, model):
+                history.stopped_early = True
+                break
+    stopper.restore(model)
+    history.best_epoch, history.best_val_mrr = stopper.best_epoch, stopper.best
+    model.eval()
+    return PMResult(
+        model=model,
+        triples=full,
+        history=history,
+        node_embeddings=model.node_embeddings().cpu().numpy().astype(np.float32),
+        relation_table=model.relation_table().detach().cpu().numpy().astype(np.float32),
+    )
+
+
+@torch.no_grad()
+def _pm_validation(model: PretrainEnergyModel, val: ValidationSplit, interacted: int) -> dict:
+    model.eval()
+    b, k = val.negatives.shape
+    rel = torch.full((b,), interacted, device=val.users.device)
+    positive = model.energy(val.users, rel, val.items)
+    negative = model.energy(
+        val.users.repeat_interleave(k), rel.repeat_interleave(k), val.negatives.reshape(-1)
+    ).reshape(b, k)
+    return rank_metrics(positive, negative, val.negative_valid)
+
+
+def fit_glm(
+    data: LookalikeData,
+    cfg: GlomConfig,
+    seed: int = 0,
+    device: str | None = None,
+    pm: PMResult | None = None,
+    progress: bool = True,
+) -> GLMResult:
+    """Train GLM (Eq. 9) on the KG of ``data``; h^0 from ``pm`` when ``cfg.glm.use_pm`` (random otherwise)."""
+    device = torch.device(device or cfg.resolved_device())
+    backend = resolve_backend(cfg.glm.backend, device.type)
+    rng = seed_everything(seed + 1)
+    generator = torch.Generator(device=device).manual_seed(seed + 1)
+    full = pm.triples if pm is not None else build_knowledge_triples(data, cfg.graph)
+    if cfg.glm.use_pm and pm is None:
+        raise ValueError("glm.use_pm is true but no PM result was given; run fit_pm first (or set glm.use_pm=false)")
+    train, val_users, val_items = split_validation(full, cfg.glm.val_fraction, rng)
+    model = GraphLearningModel(
+        full.n_nodes,
+        full.n_relations,
+        cfg.pm.dim,
+        cfg.glm.layers,
+        cfg.glm.aggregator,
+        cfg.pm.norm,
+        initial_nodes=pm.node_embeddings if cfg.glm.use_pm else None,
+        initial_relations=pm.relation_table if cfg.glm.use_pm else None,
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.glm.lr)
+    train_graph = build_message_graph(train, backend, device)
+    sampler = FilteredNegativeSampler(full, device=device)
+    validation = make_validation(val_users, val_items, full, device, generator)
+
+    # Eq. 9 positives: the observed user-item pairs (the interacted relation covers every interaction)
+    positives = train.subset(train.relations == full.relation_id(RELATION_INTERACTED))
+    users = torch.as_tensor(positives.heads, device=device)
+    items = torch.as_tensor(positives.tails, device=device)
+    rels = torch.as_tensor(positives.relations, device=device)
+    history = TrainingHistory(device=str(device), backend=backend)
+    stopper = EarlyStopping(cfg.glm.patience)
+
+    epochs = tqdm(range(cfg.glm.epochs), desc=f"GLM-{cfg.glm.aggregator} epochs", disable=not progress, leave=False)
+    for epoch in epochs:
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(users), generator=generator, device=device)
+        total, batches = 0.0, 0
+        for begin in range(0, len(order), cfg.glm.batch_size):
+            idx = order[begin : begin + cfg.glm.batch_size]
+            u, i = users[idx], items[idx]
+            _, negative_items, valid = sampler.sample(u, rels[idx], i, generator, head_probability=0.0)
+            if not bool(valid.any()):
+                continue
+            h, _ = model(train_graph)  # full-graph propagation, then the loss on this batch of pairs
+            loss = model.loss(h, u[valid], i[valid], negative_items[valid], cfg.glm.margin)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            batches += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        history.epoch_seconds.append(round(time.perf_counter() - start, 4))
+        history.train_loss.append(total / max(batches, 1))
+        if validation is not None:
+            metrics = _glm_validation(model, train_graph, validation)
+            history.val_mrr.append(metrics["mrr"])
+            history.val_hits_at_10.append(metrics["hits_at_10"])
+            epochs.set_postfix(loss=f"{history.train_loss[-1]:.4f}", mrr=f"{metrics['mrr']:.3f}")
+            if stopper.update(metrics["mrr"], epoch, model):
+                history.stopped_early = True
+                break
+    stopper.restore(model)
+    history.best_epoch, history.best_val_mrr = stopper.best_epoch, stopper.best
+    model.eval()
+    with torch.no_grad():
+        h, r = model(build_message_graph(full, backend, device))
+    return GLMResult(
+        model=model,
+        triples=full,
+        history=history,
+        node_embeddings=h.cpu().numpy().astype(np.float32),
+        relation_table=r.cpu().numpy().astype(np.float32),
+    )
+
+
+@torch.no_grad()
+def _glm_validation(model: GraphLearningModel, graph, val: ValidationSplit) -> dict:
+    model.eval()
+    h, _ = model(graph)
+    b, k = val.negatives.shape
+    positive = model.distance(h, val.users, val.items)
+    negative = model.distance(h, val.users.repeat_interleave(k), val.negatives.reshape(-1)).reshape(b, k)
+    return rank_metrics(positive, negative, val.negative_valid)
