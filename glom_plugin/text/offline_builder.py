@@ -1,0 +1,198 @@
+"""The offline profile builder: the default, deterministic stand-in for P = LLM(M, S) (§3.2).
+
+It reads the same structured inputs the LLM prompts are made of (profile_inputs.py) and writes a
+compact, informative summary of at most ``profile_words`` words, most informative parts first:
+
+item  P_v: title · categories · key terms (TF-IDF salience over description, attributes and all
+          reviews, against the whole catalogue) · attributes · rating pattern · opening of description
+user  P_u: rating tendency vs. everyone · categories bought (over all the user's items) · titles liked /
+          disliked from the uniform sample Î_u · themes of the sampled items' profiles · key terms of
+          the user's own reviews (TF-IDF against all users)
+
+Ratings-only data (no text, no metadata) degrades gracefully to what exists: titles and genres when the
+items table has them, the rating pattern always. No randomness beyond the seeded sample of Î_u, and
+ties in salience break alphabetically, so the same input always gives the same text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from glom_plugin.config import GlomConfig
+from glom_plugin.text.llm_builder import DryRunReport
+from glom_plugin.text.profile_inputs import ItemInput, UserInput
+
+OFFLINE_TEMPLATE_ID = "offline@v1"
+KEY_TERMS = 8
+LIKED_AT = 0.6  # rating_norm at or above: the user liked the item (4/5, 7/10)
+DISLIKED_BELOW = 0.4
+
+
+def _salient_terms(docs: Sequence[str], k: int) -> list[list[str]]:
+    """Top-k TF-IDF terms per document, ties broken alphabetically; [] for a document without words."""
+    out: list[list[str]] = [[] for _ in docs]
+    if not any(d.strip() for d in docs):
+        return out
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(
+        stop_words="english",
+        token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]{2,}\b",
+        sublinear_tf=True,
+        lowercase=True,
+    )
+    try:
+        matrix = vectorizer.fit_transform(docs).tocsr()
+    except ValueError:  # every word was a stop word
+        return out
+    vocabulary = vectorizer.get_feature_names_out()
+    for row in range(matrix.shape[0]):
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        if start == end:
+            continue
+        cols = matrix.indices[start:end]
+        scores = np.round(matrix.data[start:end], 9)
+        terms = vocabulary[cols]
+        order = np.lexsort((terms, -scores))[:k]
+        out[row] = [str(terms[i]) for i in order]
+    return out
+
+
+def _salience_attributes(item: ItemInput) -> list[str]:
+    """Attribute text worth weighing for key terms: features and the store name, not the price label."""
+    out = []
+    for attribute in item.attributes:
+        if attribute.startswith("Price: "):
+            continue
+        out.append(attribute.removeprefix("Store: "))
+    return out
+
+
+def _rating_phrase(mean: float) -> str:
+    if mean >= 0.8:
+        return "highly rated"
+    if mean >= 0.6:
+        return "well rated"
+    if mean >= 0.4:
+        return "mixed ratings"
+    return "poorly rated"
+
+
+def _short(title: str, words: int = 8) -> str:
+    parts = title.split()
+    return " ".join(parts[:words]) + ("..." if len(parts) > words else "")
+
+
+def _cap_words(parts: list[str], limit: int) -> str:
+    words = " ".join(p for p in parts if p).split()
+    return " ".join(words[:limit])
+
+
+class OfflineProfileBuilder:
+    """Deterministic summaries; labelled ``builder="offline"`` in every output."""
+
+    name = "offline"
+
+    def __init__(self, cfg: GlomConfig, cache_dir: Path | None = None) -> None:
+        # cache_dir: unused — offline profiles cost nothing to rebuild; kept for one builder signature.
+        self.cfg = cfg
+        self.words = cfg.profiles.profile_words
+
+    def dry_run(self, items: Sequence[ItemInput], users: Sequence[UserInput]) -> DryRunReport:
+        return DryRunReport(
+            builder=self.label,
+            item_prompts=0,
+            user_prompts=0,
+            cached_item_prompts=0,
+            cached_user_prompts=0,
+            est_prompt_tokens=0,
+            est_completion_tokens=0,
+            est_cost_usd=0.0,
+            note=f"offline builder: no LLM requests; {len(items)} item and {len(users)} user profiles "
+            "are built locally",
+        )
+
+    @property
+    def label(self) -> str:
+        return "offline"
+
+    @property
+    def item_template_id(self) -> str:
+        return OFFLINE_TEMPLATE_ID
+
+    @property
+    def user_template_id(self) -> str:
+        return OFFLINE_TEMPLATE_ID
+
+    def item_profiles(self, items: Sequence[ItemInput]) -> dict[str, str]:
+        docs = [" ".join([i.description or "", *_salience_attributes(i), i.all_review_text]) for i in items]
+        terms = _salient_terms(docs, KEY_TERMS)
+        profiles: dict[str, str] = {}
+        for item, key_terms in zip(items, terms, strict=True):
+            parts = [f"{item.title}." if item.title else "An item."]
+            if item.categories:
+                parts.append(f"Categories: {', '.join(item.categories)}.")
+            if key_terms:
+                parts.append(f"Key terms: {', '.join(key_terms)}.")
+            if item.attributes:
+                parts.append(f"Attributes: {'; '.join(item.attributes)}.")
+            parts.append(
+                f"Rated by {item.n_ratings} user{'s' if item.n_ratings != 1 else ''}, "
+                f"{_rating_phrase(item.mean_rating_norm)} "
+                f"(average {item.mean_rating_norm:.2f} of 1, {item.liked_share:.0%} liked)."
+            )
+            if item.description:
+                parts.append(f"About: {item.description}")
+            profiles[item.item_id] = _cap_words(parts, self.words)
+        return profiles
+
+    def user_profiles(
+        self, users: Sequence[UserInput], items: Sequence[ItemInput], item_profiles: dict[str, str]
+    ) -> dict[str, str]:
+        by_id = {i.item_id: i for i in items}
+        item_terms = {
+            iid: text.split("Key terms: ", 1)[1].split(".", 1)[0].split(", ")
+            for iid, text in item_profiles.items()
+            if "Key terms: " in text
+        }
+        all_ratings = [r for u in users for r in u.rating_norms]
+        overall = float(np.mean(all_ratings)) if all_ratings else 0.5
+        own_terms = _salient_terms([" ".join(c.review or "" for c in u.sampled) for u in users], 6)
+        profiles: dict[str, str] = {}
+        for user, terms in zip(users, own_terms, strict=True):
+            if user.n_items == 0:
+                profiles[user.user_id] = "A user with no recorded interactions."
+                continue
+            mean = float(np.mean(user.rating_norms))
+            tendency = "generous" if mean > overall + 0.1 else "critical" if mean < overall - 0.1 else "typical"
+            parts = [
+                f"A {tendency} rater of {user.n_items} item{'s' if user.n_items != 1 else ''} (average {mean:.2f} of 1 vs {overall:.2f} overall)."
+            ]
+            categories: Counter[str] = Counter()
+            for iid in user.item_ids:
+                item = by_id.get(iid)
+                if item is not None:
+                    categories.update(item.categories)
+            if categories:
+                top = sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))[:6]
+                parts.append("Mostly interested in " + ", ".join(f"{c} ({n})" for c, n in top) + ".")
+            liked = [c.title for c in user.sampled if c.title and c.rating_norm >= LIKED_AT]
+            disliked = [c.title for c in user.sampled if c.title and c.rating_norm < DISLIKED_BELOW]
+            if liked:
+                parts.append("Liked: " + "; ".join(_short(t) for t in liked[:5]) + ".")
+            if disliked:
+                parts.append("Disliked: " + "; ".join(_short(t) for t in disliked[:3]) + ".")
+            themes: Counter[str] = Counter()
+            for c in user.sampled:
+                themes.update(item_terms.get(c.item_id, []))
+            if themes:
+                top_themes = sorted(themes.items(), key=lambda kv: (-kv[1], kv[0]))[:8]
+                parts.append("Item themes: " + ", ".join(t for t, _ in top_themes) + ".")
+            if terms:
+                parts.append("In own reviews: " + ", ".join(terms) + ".")
+            profiles[user.user_id] = _cap_words(parts, self.words)
+        return profiles
