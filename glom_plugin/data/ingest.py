@@ -1,0 +1,402 @@
+"""Ingestion: a publisher's files -> the normalized interactions / items / users tables.
+
+One pass streams the raw file through the reader a chunk at a time: rows are validated (ids present,
+rating a number inside the declared scale), user ids are salted-hashed (``hashing``), ratings are
+normalized to [0, 1] (GLoM §3.3 mixes rating and sentiment on that scale), exact duplicates are
+dropped, and everything else goes to a staging Parquet file. Then users and items below
+``min_user_interactions`` / ``min_item_interactions`` are removed k-core style (counted, never
+silent), the items table is joined with whatever metadata the layout has, and all outputs are
+renamed into place together. A failure leaves no partial table behind; when it is the reject ratio
+that fails, the rejects file (the thing to look at) is the one file written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from glom_plugin.config import GlomConfig
+from glom_plugin.data.dedup import DigestSet
+from glom_plugin.data.hashing import hash_user_ids
+from glom_plugin.data.readers import create_reader
+from glom_plugin.data.readers.base import DEFAULT_CHUNK_ROWS, RatingScale, RawChunk, Reader
+from glom_plugin.data.rejects import (
+    DUPLICATE,
+    EMPTY_ID,
+    MISSING_FIELD,
+    RATING_NOT_NUMBER,
+    RATING_OUT_OF_RANGE,
+    RejectLog,
+)
+from glom_plugin.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
+from glom_plugin.layout import RunLayout
+
+MAX_KCORE_ROUNDS = 20
+_DIGEST_COLUMNS = ["user_id", "item_id", "rating", "review_title", "text", "timestamp_ms"]
+
+
+class IngestError(RuntimeError):
+    """Ingestion refused the input (too many rejects, nothing left, unreadable layout)."""
+
+
+@dataclass
+class IngestReport:
+    """What ingestion read, kept, rejected and filtered; written to ``layout.ingest_report``."""
+
+    source_format: str
+    source_files: list[str]
+    meta_file: str | None
+    rating_min: float
+    rating_max: float
+    rows_read: int = 0  # interaction lines/rows seen (parsed + rejected by the reader)
+    rows_rejected: int = 0  # bad rows (duplicates excluded)
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)  # includes meta-file rejects
+    meta_rejected: int = 0
+    duplicates: int = 0
+    rows_accepted: int = 0  # valid, distinct rows before the k-core filter
+    users_before_filter: int = 0
+    items_before_filter: int = 0
+    min_user_interactions: int = 1
+    min_item_interactions: int = 1
+    kcore_rounds: int = 0
+    filtered_interactions: int = 0
+    filtered_users: int = 0
+    filtered_items: int = 0
+    n_interactions: int = 0
+    n_users: int = 0
+    n_items: int = 0
+    n_items_with_metadata: int = 0
+    share_with_text: float = 0.0
+    reject_ratio: float = 0.0
+    elapsed_s: float = 0.0
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.rejects_by_reason.items())) or "none"
+        return (
+            f"ingest [{self.source_format}] read {self.rows_read:,} rows from {len(self.source_files)} file(s); "
+            f"rejected {self.rows_rejected:,} ({self.reject_ratio:.2%}; {reasons}); duplicates {self.duplicates:,}; "
+            f"accepted {self.rows_accepted:,} ({self.users_before_filter:,} users, {self.items_before_filter:,} items); "
+            f"k-core (user>={self.min_user_interactions}, item>={self.min_item_interactions}, {self.kcore_rounds} rounds) "
+            f"removed {self.filtered_interactions:,} interactions, {self.filtered_users:,} users, {self.filtered_items:,} items; "
+            f"kept {self.n_interactions:,} interactions, {self.n_users:,} users, {self.n_items:,} items "
+            f"({self.n_items_with_metadata:,} with metadata), {self.share_with_text:.1%} with text; "
+            f"rating scale [{self.rating_min:g}, {self.rating_max:g}]; {self.elapsed_s:.1f}s"
+        )
+
+
+# --------------------------------------------------------------------------------------------- source
+
+
+def resolve_source(cfg: GlomConfig, layout: RunLayout) -> tuple[str, Path]:
+    """(reader name, path). ``synthetic`` generates the default dataset into ``layout.raw_dir`` (once
+    per size and seed) and reads it as Amazon 2023 — the layout of the paper's data."""
+    if cfg.data.source_format == "synthetic":
+        from glom_plugin.data.synthetic import ensure_synthetic
+
+        dataset = ensure_synthetic(layout.raw_dir, cfg.data.synthetic_reviews, cfg.data.synthetic_seed)
+        return "amazon2023", dataset.reviews_path
+    if not cfg.data.source_path:
+        raise IngestError(f"data.source_path is required for data.source_format={cfg.data.source_format!r}")
+    return cfg.data.source_format, Path(cfg.data.source_path)
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+
+def _ids(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """(stripped string ids, missing mask, empty mask)."""
+    missing = values.isna().to_numpy()
+    text = values.where(~missing, "").astype(str).str.strip()
+    empty = (text == "").to_numpy() & ~missing
+    return text, missing, empty
+
+
+def validate_chunk(chunk: RawChunk, scale: RatingScale, rejects: RejectLog) -> pd.DataFrame:
+    """Rows of ``chunk`` that satisfy the interaction contract, with a float ``rating``; each other
+    row becomes one reject naming file, line, field and reason (first failing check wins)."""
+    frame = chunk.frame
+    users, user_missing, user_empty = _ids(frame["user_id"])
+    items, item_missing, item_empty = _ids(frame["item_id"])
+    raw_rating = frame["rating"]
+    rating_missing = raw_rating.isna().to_numpy()
+    is_bool = raw_rating.map(lambda v: isinstance(v, bool)).to_numpy()
+    rating = pd.to_numeric(raw_rating.where(~is_bool, None), errors="coerce").to_numpy(dtype=np.float64)
+    not_number = (np.isnan(rating) & ~rating_missing) | is_bool
+    out_of_range = ~np.isnan(rating) & ((rating < scale.min) | (rating > scale.max) | ~np.isfinite(rating))
+
+    checks: list[tuple[np.ndarray, str, str, Any]] = [
+        (user_missing, "user_id", MISSING_FIELD, lambda i: "no user id"),
+        (user_empty, "user_id", EMPTY_ID, lambda i: "user id is blank"),
+        (item_missing, "item_id", MISSING_FIELD, lambda i: "no item id"),
+        (item_empty, "item_id", EMPTY_ID, lambda i: "item id is blank"),
+        (rating_missing, "rating", MISSING_FIELD, lambda i: "no rating"),
+        (not_number, "rating", RATING_NOT_NUMBER, lambda i: f"value {str(raw_rating.iat[i])[:40]!r}"),
+        (out_of_range, "rating", RATING_OUT_OF_RANGE,
+         lambda i: f"value {rating[i]:g} outside [{scale.min:g}, {scale.max:g}]"),
+    ]
+    bad = np.zeros(len(frame), dtype=bool)
+    lines = frame["_line"].to_numpy()
+    for mask, field_name, reason, detail in checks:
+        new = mask & ~bad
+        for i in np.flatnonzero(new):
+            rejects.add(chunk.source, int(lines[i]), field_name, reason, detail(i))
+        bad |= new
+    good = ~bad
+    out = frame.loc[good].copy()
+    out["user_id"] = users[good].to_numpy()
+    out["item_id"] = items[good].to_numpy()
+    out["rating"] = rating[good]
+    for column in ("review_title", "text"):
+        col = out[column]
+        out[column] = col.where(col.isna(), col.astype(str))
+    return out
+
+
+# ------------------------------------------------------------------------------------- table helpers
+
+
+def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pandas(frame[list(schema.names)], schema=schema, preserve_index=False)
+
+
+def _is_in(column: pa.ChunkedArray | pa.Array, keep: pa.Array) -> pa.Array:
+    return pc.is_in(column, value_set=keep)
+
+
+def _count(counter: Counter[str], values: pa.Array | pa.ChunkedArray) -> None:
+    counts = pc.value_counts(values)
+    counter.update(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)))
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+def run_ingest(
+    cfg: GlomConfig, layout: RunLayout, chunk_rows: int = DEFAULT_CHUNK_ROWS, echo: Any = print
+) -> IngestReport:
+    """Read ``cfg.data.source_path`` with the ``cfg.data.source_format`` reader and write
+    ``layout.interactions`` / ``items`` / ``users`` / ``rejects`` / ``ingest_report``.
+
+    Raises ``IngestError`` when the share of bad rows exceeds ``cfg.data.max_reject_ratio`` (the
+    message names the file(s), the counts by reason and the first offending file:line:field) or when
+    no interaction survives. Memory: the dedup digests (8 bytes per distinct row), per-user and
+    per-item counters, one chunk of rows; never the whole file.
+    """
+    started = time.perf_counter()
+    reader_name, source = resolve_source(cfg, layout)
+    outputs = {
+        "interactions": layout.interactions,
+        "items": layout.items,
+        "users": layout.users,
+        "rejects": layout.rejects,
+        "ingest_report": layout.ingest_report,
+    }
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=layout.ingest_dir))
+    rejects = RejectLog(layout.rejects)
+    try:
+        reader = create_reader(reader_name, cfg.data, source, rejects, chunk_rows)
+        scale = reader.rating_scale()
+        files = [str(p) for p in reader.interaction_files()]
+        meta = reader.meta_file()
+        report = IngestReport(
+            source_format=cfg.data.source_format,
+            source_files=files,
+            meta_file=str(meta) if meta else None,
+            rating_min=scale.min,
+            rating_max=scale.max,
+            min_user_interactions=cfg.data.min_user_interactions,
+            min_item_interactions=cfg.data.min_item_interactions,
+        )
+        all_rows = stage / "accepted.parquet"
+        user_counts, item_counts = _first_pass(reader, scale, cfg.id_salt(), rejects, all_rows, report)
+        _check_rejects(cfg, rejects, files, report, layout)
+        keep_users, keep_items = _kcore(all_rows, user_counts, item_counts, cfg, report)
+        _final_pass(all_rows, keep_users, keep_items, stage, report)
+        _write_items(reader, keep_items, stage / "items.parquet", report)
+        report.elapsed_s = round(time.perf_counter() - started, 3)
+        report.outputs = {name: str(path) for name, path in outputs.items()}
+        report_path = stage / "ingest_report.json"
+        report_path.write_text(json.dumps(asdict(report), indent=2, sort_keys=True))
+        # Commit: tables first, the report last (its presence marks a complete ingest).
+        for name in ("interactions", "items", "users"):
+            os.replace(stage / f"{name}.parquet", outputs[name])
+        rejects.commit()
+        os.replace(report_path, layout.ingest_report)
+    except IngestError:
+        # The rejects file is what the message points to; stale tables from an earlier run must not
+        # be mistaken for this run's output.
+        rejects.commit()
+        for name in ("interactions", "items", "users", "ingest_report"):
+            outputs[name].unlink(missing_ok=True)
+        raise
+    except BaseException:
+        rejects.discard()
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    echo(report.summary())
+    return report
+
+
+def _first_pass(
+    reader: Reader, scale: RatingScale, salt: str, rejects: RejectLog, out: Path, report: IngestReport
+) -> tuple[Counter[str], Counter[str]]:
+    """Validate, hash, normalize, dedup; stream accepted rows to ``out``; count per user and item."""
+    digests = DigestSet()
+    user_counts: Counter[str] = Counter()
+    item_counts: Counter[str] = Counter()
+    parsed = validation_rejected = 0
+    with pq.ParquetWriter(out, INTERACTIONS_SCHEMA) as writer, tqdm(
+        desc="ingest", unit=" rows", unit_scale=True, disable=None
+    ) as bar:
+        for chunk in reader.interaction_chunks():
+            parsed += len(chunk.frame)
+            bar.update(len(chunk.frame))
+            rows = validate_chunk(chunk, scale, rejects)
+            validation_rejected += len(chunk.frame) - len(rows)
+            if rows.empty:
+                continue
+            rows["user_id"] = hash_user_ids(rows["user_id"].to_numpy(), salt)
+            fresh = digests.add_new(
+                pd.util.hash_pandas_object(rows[_DIGEST_COLUMNS].astype(object), index=False).to_numpy()
+            )
+            for line in rows["_line"].to_numpy()[~fresh]:
+                rejects.add(chunk.source, int(line), None, DUPLICATE, "exact duplicate of an earlier review")
+            report.duplicates += int((~fresh).sum())
+            rows = rows.loc[fresh]
+            rows["rating_norm"] = scale.normalize(rows["rating"].to_numpy())
+            table = _to_table(rows, INTERACTIONS_SCHEMA)
+            writer.write_table(table)
+            _count(user_counts, table["user_id"])
+            _count(item_counts, table["item_id"])
+            report.rows_accepted += table.num_rows
+    files = set(report.source_files)
+    report.rows_rejected = sum(n for f, n in rejects.errors_by_file.items() if f in files)
+    # Rows the reader could not parse (malformed lines, a truncated gzip's cut line) never reached a
+    # chunk; rows rejected by validation did. Both are rows read.
+    report.rows_read = parsed + report.rows_rejected - validation_rejected
+    report.users_before_filter = len(user_counts)
+    report.items_before_filter = len(item_counts)
+    return user_counts, item_counts
+
+
+def _check_rejects(cfg: GlomConfig, rejects: RejectLog, files: list[str], report: IngestReport, layout: RunLayout) -> None:
+    report.rejects_by_reason = dict(rejects.by_reason)
+    report.meta_rejected = sum(n for f, n in rejects.errors_by_file.items() if f not in set(files))
+    report.reject_ratio = report.rows_rejected / report.rows_read if report.rows_read else 0.0
+    if report.rows_read and report.reject_ratio > cfg.data.max_reject_ratio:
+        firsts = "; ".join(rejects.first[r] for r in sorted(rejects.first) if r != DUPLICATE)
+        raise IngestError(
+            f"ingest of {', '.join(files)} rejected {report.rows_rejected:,} of {report.rows_read:,} rows "
+            f"({report.reject_ratio:.1%}), above data.max_reject_ratio={cfg.data.max_reject_ratio:.1%}. "
+            f"By reason: {dict(sorted(report.rejects_by_reason.items()))}. First of each: {firsts}. "
+            f"Every rejected row is listed in {layout.rejects}."
+        )
+    if report.rows_accepted == 0:
+        raise IngestError(f"ingest of {', '.join(files)} found no valid interaction rows; see {layout.rejects}")
+
+
+def _kcore(
+    all_rows: Path, user_counts: Counter[str], item_counts: Counter[str], cfg: GlomConfig, report: IngestReport
+) -> tuple[pa.Array, pa.Array]:
+    """Iterate: drop users with < min_user and items with < min_item interactions, recount, until
+    stable (removing an item can push a user under the bar). Each round rescans the staged ids only."""
+    min_u, min_i = cfg.data.min_user_interactions, cfg.data.min_item_interactions
+    keep_u = [u for u, c in user_counts.items() if c >= min_u]
+    keep_i = [i for i, c in item_counts.items() if c >= min_i]
+    rounds = 0
+    while (len(keep_u) < len(user_counts) or len(keep_i) < len(item_counts)) and rounds < MAX_KCORE_ROUNDS:
+        rounds += 1
+        users_arr, items_arr = pa.array(keep_u, pa.string()), pa.array(keep_i, pa.string())
+        user_counts, item_counts = Counter(), Counter()
+        for batch in pq.ParquetFile(all_rows).iter_batches(columns=["user_id", "item_id"], batch_size=1 << 20):
+            mask = pc.and_(_is_in(batch["user_id"], users_arr), _is_in(batch["item_id"], items_arr))
+            _count(user_counts, pc.filter(batch["user_id"], mask))
+            _count(item_counts, pc.filter(batch["item_id"], mask))
+        keep_u = [u for u, c in user_counts.items() if c >= min_u]
+        keep_i = [i for i, c in item_counts.items() if c >= min_i]
+    report.kcore_rounds = rounds
+    return pa.array(sorted(keep_u), pa.string()), pa.array(sorted(keep_i), pa.string())
+
+
+def _final_pass(all_rows: Path, keep_users: pa.Array, keep_items: pa.Array, stage: Path, report: IngestReport) -> None:
+    n_inter: Counter[str] = Counter()
+    n_text: Counter[str] = Counter()
+    with pq.ParquetWriter(stage / "interactions.parquet", INTERACTIONS_SCHEMA) as writer:
+        for batch in pq.ParquetFile(all_rows).iter_batches(batch_size=1 << 18):
+            table = pa.Table.from_batches([batch]).cast(INTERACTIONS_SCHEMA)
+            mask = pc.and_(_is_in(table["user_id"], keep_users), _is_in(table["item_id"], keep_items))
+            table = table.filter(mask)
+            if table.num_rows == 0:
+                continue
+            writer.write_table(table)
+            _count(n_inter, table["user_id"])
+            has_text = pc.and_(pc.is_valid(table["text"]), pc.greater(pc.utf8_length(pc.fill_null(table["text"], "")), 0))
+            _count(n_text, pc.filter(table["user_id"], has_text))
+    report.n_interactions = int(sum(n_inter.values()))
+    report.n_users = len(n_inter)
+    report.filtered_interactions = report.rows_accepted - report.n_interactions
+    report.filtered_users = report.users_before_filter - report.n_users
+    report.share_with_text = round(sum(n_text.values()) / report.n_interactions, 6) if report.n_interactions else 0.0
+    if report.n_interactions == 0:
+        raise IngestError(
+            f"no interaction survives min_user_interactions={report.min_user_interactions} and "
+            f"min_item_interactions={report.min_item_interactions} ({report.rows_accepted:,} valid rows before filtering)"
+        )
+    users = sorted(n_inter)
+    table = pa.table(
+        {
+            "user_id": pa.array(users, pa.string()),
+            "n_interactions": pa.array([n_inter[u] for u in users], pa.int64()),
+            "n_with_text": pa.array([n_text.get(u, 0) for u in users], pa.int64()),
+        },
+        schema=USERS_SCHEMA,
+    )
+    pq.write_table(table, stage / "users.parquet")
+
+
+def _write_items(reader: Reader, keep_items: pa.Array, out: Path, report: IngestReport) -> None:
+    """One row per item that has interactions: its metadata when the layout has some (first record
+    wins), nulls otherwise."""
+    seen: set[str] = set()
+    with pq.ParquetWriter(out, ITEMS_SCHEMA) as writer:
+        for frame in reader.item_chunks():
+            if frame.empty:
+                continue
+            frame = frame[frame["item_id"].notna()]
+            frame = frame.assign(item_id=frame["item_id"].astype(str).str.strip())
+            frame = frame[pc.is_in(pa.array(frame["item_id"], pa.string()), value_set=keep_items).to_numpy(zero_copy_only=False)]
+            frame = frame[~frame["item_id"].isin(seen)].drop_duplicates("item_id")
+            if frame.empty:
+                continue
+            frame = frame.assign(price=[p if p is None or (isinstance(p, float) and math.isfinite(p)) else None for p in frame["price"]])
+            writer.write_table(_to_table(frame, ITEMS_SCHEMA))
+            seen.update(frame["item_id"])
+        report.n_items_with_metadata = len(seen)
+        bare = [i for i in keep_items.to_pylist() if i not in seen]
+        if bare:
+            writer.write_table(_null_items(bare))
+    report.n_items = len(keep_items)
+    report.filtered_items = report.items_before_filter - report.n_items
+
+
+def _null_items(item_ids: list[str]) -> pa.Table:
+    columns = {name: pa.nulls(len(item_ids), ITEMS_SCHEMA.field(name).type) for name in ITEMS_SCHEMA.names}
+    columns["item_id"] = pa.array(item_ids, pa.string())
+    return pa.table(columns, schema=ITEMS_SCHEMA)
