@@ -267,9 +267,9 @@ def attach_profile_embeddings(
     (cfg.pm.use_profiles=False) returns ``data`` unchanged."""
     if not cfg.pm.use_profiles:
         return data
-    user_set = set(map(str, data.user_ids))
-    scoped = interactions[interactions["user_id"].astype(str).isin(user_set)]
-    tables = build_profiles(scoped, items, cfg, layout.cache_dir)
+    # All given interactions, not only data's users: the corpus statistics (TF-IDF, overall rating mean)
+    # then match what `glom profiles` computes on the same split.
+    tables = build_profiles(interactions, items, cfg, layout.cache_dir)
     user_emb = _aligned(data.user_ids, tables.user_profiles, "user_id", cfg, layout.cache_dir)
     item_emb = _aligned(data.item_ids, tables.item_profiles, "item_id", cfg, layout.cache_dir)
     return data.with_profiles(user_emb, item_emb)
