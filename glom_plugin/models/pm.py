@@ -233,7 +233,7 @@ class PretrainedModel(EmbeddingLookalikeModel):
     def fit(self, data: LookalikeData) -> PretrainedModel:
         from glom_plugin.models.training import fit_pm
 
-        result = fit_pm(data, self.config, seed=self.seed)
+        result = fit_pm(data, self.config, seed=self.seed, progress=False)
         self.energy_model, self.triples, self.history = result.model, result.triples, result.history
         self.embeddings = result.node_embeddings[: data.n_users].astype(np.float32)
         self.item_embeddings = result.node_embeddings[data.n_users :].astype(np.float32)

@@ -1,0 +1,153 @@
+"""GLoM (§3): PM (§3.5) then GLM (§3.6), user embeddings for lookalike retrieval (§3.7).
+
+``GlomModel`` is the registry's class for glom-mean / glom-attn1 / glom-attn2 and the ablations
+(glom-no-profiles / -no-polarity / -no-similarity / -no-pm); the variant is its config.
+``run_pretrain_stage`` and ``run_train_stage`` are the ``glom pretrain`` / ``glom train`` stages: they
+read the graph (and profile embeddings, when built) from the run directory and write ``TrainedModel``
+artifacts to ``models/pm`` and ``models/glm``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from glom_plugin.config import GlomConfig
+from glom_plugin.graph.dataset import LookalikeData
+from glom_plugin.layout import RunLayout
+from glom_plugin.models.artifact import TrainedModel
+from glom_plugin.models.base import EmbeddingLookalikeModel
+from glom_plugin.models.training import GLMResult, PMResult, fit_glm, fit_pm
+
+log = logging.getLogger(__name__)
+
+
+def fit_glom(data: LookalikeData, cfg: GlomConfig, seed: int = 0, progress: bool = True) -> tuple[PMResult | None, GLMResult]:
+    """PM then GLM; PM is skipped for the ablation "w/o PM" (``glm.use_pm=False``), whose h^0 is random."""
+    pm = fit_pm(data, cfg, seed=seed, progress=progress) if cfg.glm.use_pm else None
+    glm = fit_glm(data, cfg, seed=seed, pm=pm, progress=progress)
+    return pm, glm
+
+
+class GlomModel(EmbeddingLookalikeModel):
+    """``self.embeddings`` = GLM's final user embeddings h^L (§3.7); campaigns are scored by cosine
+    similarity to the seeds, aggregated as ``expand.aggregation`` says (base class)."""
+
+    name = "glom"
+
+    def fit(self, data: LookalikeData) -> GlomModel:
+        self.pm_result, self.glm_result = fit_glom(data, self.config, seed=self.seed, progress=False)
+        self.embeddings = self.glm_result.node_embeddings[: data.n_users]
+        self.item_embeddings = self.glm_result.node_embeddings[data.n_users :]
+        return self
+
+
+# --- pipeline stages -----------------------------------------------------------------------------------
+
+
+def load_training_data(cfg: GlomConfig, layout: RunLayout) -> LookalikeData:
+    """The graph stage's ``LookalikeData`` plus profile embeddings when enabled and already built."""
+    from glom_plugin.graph.build import load_lookalike_data
+
+    data = load_lookalike_data(layout)
+    if cfg.pm.use_profiles and layout.user_profile_embeddings.exists() and layout.item_profile_embeddings.exists():
+        import pandas as pd
+
+        from glom_plugin.text.profiles import attach_profile_embeddings
+
+        data = attach_profile_embeddings(
+            data, pd.read_parquet(layout.interactions), pd.read_parquet(layout.items), cfg, layout
+        )
+    elif cfg.pm.use_profiles:
+        log.warning(
+            "pm.use_profiles is on but %s is missing: PM runs on interactions only (run `glom profiles` first)",
+            layout.user_profile_embeddings,
+        )
+    return data
+
+
+def _pm_artifact(result: PMResult, data: LookalikeData, cfg: GlomConfig) -> TrainedModel:
+    import torch
+
+    return TrainedModel(
+        model_name="pm",
+        user_ids=data.user_ids,
+        user_embeddings=result.node_embeddings[: data.n_users],
+        item_ids=data.item_ids,
+        item_embeddings=result.node_embeddings[data.n_users :],
+        config=cfg.model_dump(),
+        metrics={"pm": result.history.to_dict(), "relations": result.triples.counts()},
+        state_dict={
+            "pm": result.model.state_dict(),
+            "relation_table": torch.from_numpy(result.relation_table),
+            "relation_names": list(result.triples.relation_names),
+        },
+    )
+
+
+def run_pretrain_stage(cfg: GlomConfig, layout: RunLayout) -> TrainedModel:
+    """``glom pretrain``: fit PM (§3.5) and save it to ``models/pm``."""
+    data = load_training_data(cfg, layout)
+    result = fit_pm(data, cfg, seed=cfg.seed)
+    artifact = _pm_artifact(result, data, cfg)
+    artifact.save(layout.pm_dir)
+    return artifact
+
+
+def _pm_from_artifact(cfg: GlomConfig, layout: RunLayout, data: LookalikeData) -> PMResult | None:
+    """Reuse a saved PM when it was trained on the same users, items and relations; None otherwise."""
+    from glom_plugin.models.kg import build_knowledge_triples
+    from glom_plugin.models.training import TrainingHistory
+
+    if not (layout.pm_dir / "model.json").exists():
+        return None
+    saved = TrainedModel.load(layout.pm_dir, with_state=True)
+    triples = build_knowledge_triples(data, cfg.graph)
+    state = saved.state_dict or {}
+    same = (
+        saved.item_embeddings is not None
+        and np.array_equal(saved.user_ids, np.asarray(data.user_ids).astype(str))
+        and np.array_equal(saved.item_ids, np.asarray(data.item_ids).astype(str))
+        and list(state.get("relation_names", [])) == list(triples.relation_names)
+        and saved.dim == cfg.pm.dim
+    )
+    if not same:
+        log.warning("models/pm does not match the current graph or config; retraining PM")
+        return None
+    nodes = np.concatenate([saved.user_embeddings, saved.item_embeddings])
+    history = TrainingHistory(**saved.metrics["pm"]) if "pm" in saved.metrics else TrainingHistory(device="cpu")
+    return PMResult(
+        model=None,  # type: ignore[arg-type]  - GLM needs only the embeddings
+        triples=triples,
+        history=history,
+        node_embeddings=nodes,
+        relation_table=state["relation_table"].numpy(),
+    )
+
+
+def run_train_stage(cfg: GlomConfig, layout: RunLayout) -> TrainedModel:
+    """``glom train``: GLM (§3.6) on top of the saved PM (retrained if absent or stale); saves ``models/glm``."""
+    data = load_training_data(cfg, layout)
+    pm = None
+    if cfg.glm.use_pm:
+        pm = _pm_from_artifact(cfg, layout, data)
+        if pm is None:
+            pm = fit_pm(data, cfg, seed=cfg.seed)
+            _pm_artifact(pm, data, cfg).save(layout.pm_dir)
+    glm = fit_glm(data, cfg, seed=cfg.seed, pm=pm)
+    metrics = {"glm": glm.history.to_dict(), "relations": glm.triples.counts()}
+    if pm is not None:
+        metrics["pm"] = pm.history.to_dict()
+    artifact = TrainedModel(
+        model_name=f"glom-{cfg.glm.aggregator}",
+        user_ids=data.user_ids,
+        user_embeddings=glm.node_embeddings[: data.n_users],
+        item_ids=data.item_ids,
+        item_embeddings=glm.node_embeddings[data.n_users :],
+        config=cfg.model_dump(),
+        metrics=metrics,
+        state_dict={"glm": glm.model.state_dict(), "relation_names": list(glm.triples.relation_names)},
+    )
+    artifact.save(layout.glm_dir)
+    return artifact

@@ -1,0 +1,145 @@
+"""Expansion (§3.7): seeds -> ranked lookalikes; seeds never returned, unknown seeds reported, T and k
+respected, explanations, the faiss index kinds, seed files and the expand stage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glom_plugin.config import ExpandConfig, GlomConfig
+from glom_plugin.expand.expander import expand_audience, read_seed_file, run_expand_stage
+from glom_plugin.expand.index import build_index, choose_kind, search
+from glom_plugin.layout import RunLayout
+from glom_plugin.models.artifact import TrainedModel
+
+
+def clustered_model(n_per_cluster: int = 40, n_clusters: int = 3, dim: int = 8, seed: int = 0) -> TrainedModel:
+    """Users in tight clusters around orthogonal directions; cluster c's users are ids c-000, c-001, ..."""
+    rng = np.random.default_rng(seed)
+    centers = np.eye(n_clusters, dim) * 3.0
+    rows, ids = [], []
+    for c in range(n_clusters):
+        rows.append(centers[c] + rng.normal(0, 0.3, (n_per_cluster, dim)))
+        ids += [f"{c}-{i:03d}" for i in range(n_per_cluster)]
+    return TrainedModel("glom-attn1", np.array(ids), np.concatenate(rows).astype(np.float32))
+
+
+SEEDS = ["0-000", "0-001", "0-002", "0-003"]
+
+
+@pytest.mark.parametrize("aggregation", ["max", "mean", "probabilistic"])
+def test_lookalikes_come_from_the_seed_cluster_and_exclude_seeds(aggregation):
+    model = clustered_model()
+    result = expand_audience(model, SEEDS, ExpandConfig(aggregation=aggregation, top_k=30))
+    found = result.lookalikes["user_id"].tolist()
+    assert len(found) == 30 and not set(found) & set(SEEDS)
+    assert all(u.startswith("0-") for u in found)
+    assert result.lookalikes["score"].is_monotonic_decreasing
+    assert result.lookalikes["rank"].tolist() == list(range(1, 31))
+    assert result.candidate_source == "exact"
+
+
+def test_unknown_seeds_are_reported_not_fatal_and_all_unknown_fails():
+    model = clustered_model()
+    result = expand_audience(model, SEEDS + ["nobody", "0-000"], ExpandConfig(top_k=5))
+    assert result.unknown_seeds == ["nobody"]
+    assert result.seeds_used == SEEDS  # the duplicate counts once
+    with pytest.raises(ValueError, match="none of the 2 seed ids is known"):
+        expand_audience(model, ["x", "y"], ExpandConfig())
+    with pytest.raises(ValueError, match="empty"):
+        expand_audience(model, [], ExpandConfig())
+
+
+def test_threshold_and_top_k_are_respected():
+    model = clustered_model()
+    everyone = expand_audience(model, SEEDS, ExpandConfig(top_k=1000))
+    assert len(everyone.lookalikes) == model.n_users - len(SEEDS)  # k larger than the population
+    above = expand_audience(model, SEEDS, ExpandConfig(threshold=0.5), k=0)
+    assert (above.lookalikes["score"] >= 0.5).all()
+    assert len(above.lookalikes) == int((everyone.lookalikes["score"] >= 0.5).sum())
+    both = expand_audience(model, SEEDS, ExpandConfig(threshold=0.5, top_k=10))
+    assert len(both.lookalikes) == 10 and (both.lookalikes["score"] >= 0.5).all()
+    none = expand_audience(model, SEEDS, ExpandConfig(threshold=1.01, top_k=10))
+    assert none.lookalikes.empty
+    with pytest.raises(ValueError, match="threshold"):
+        expand_audience(model, SEEDS, ExpandConfig(), k=0)
+
+
+def test_explanations_name_nearest_seeds_and_shared_items():
+    model = clustered_model()
+    interactions = pd.DataFrame(
+        {"user_id": ["0-000", "0-000", "0-010", "0-010", "0-011"], "item_id": ["a", "b", "b", "c", "z"]}
+    )
+    result = expand_audience(model, SEEDS, ExpandConfig(top_k=40), explain=True, interactions=interactions)
+    table = result.lookalikes.set_index("user_id")
+    for seeds, scores in zip(table["nearest_seeds"], table["nearest_seed_scores"], strict=True):
+        assert len(seeds) == 3 and set(seeds) <= set(SEEDS) and scores == sorted(scores, reverse=True)
+    row = table.loc["0-010"]
+    expected = ["b"] if "0-000" in row["nearest_seeds"] else []
+    assert row["shared_items"] == expected
+    assert table.loc["0-011", "shared_items"] == []
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_index_kinds_find_the_nearest_users(kind):
+    model = clustered_model(n_per_cluster=400)
+    index = build_index(model.user_embeddings, kind=kind)
+    scores, ids = search(index, model.user_embeddings[:3], k=10)
+    assert ids.shape == (3, 10) and (ids[:, 0] == np.arange(3)).all()
+    assert (ids < 400).all()  # all from cluster 0
+    assert scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    result = expand_audience(model, SEEDS, ExpandConfig(top_k=50), index=index)
+    assert result.candidate_source == kind
+    assert not set(result.lookalikes["user_id"]) & set(SEEDS)
+    assert all(u.startswith("0-") for u in result.lookalikes["user_id"])
+    exact = expand_audience(model, SEEDS, ExpandConfig(top_k=50))
+    overlap = len(set(exact.lookalikes["user_id"]) & set(result.lookalikes["user_id"])) / 50
+    assert overlap >= 0.9  # ANN candidates, exact re-scoring
+
+
+def test_index_kind_follows_size():
+    assert choose_kind(1_000) == "flat" and choose_kind(100_000) == "hnsw" and choose_kind(5_000_000) == "ivf"
+
+
+def test_seed_files(tmp_path):
+    plain = tmp_path / "seeds.txt"
+    plain.write_text("0-000\n\n 0-001 \n")
+    assert read_seed_file(plain) == ["0-000", "0-001"]
+    table = tmp_path / "seeds.csv"
+    table.write_text("user_id,campaign\n0-000,c1\n0-002,c1\n")
+    assert read_seed_file(table) == ["0-000", "0-002"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("uid\n0-000\n")
+    with pytest.raises(ValueError, match="bad.csv, line 1.*user_id"):
+        read_seed_file(bad)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("user_id\n0-000\n\"\"\n")
+    with pytest.raises(ValueError, match="line 3, field user_id"):
+        read_seed_file(blank)
+    spaced = tmp_path / "spaced.txt"
+    spaced.write_text("0-000\n0 001\n")
+    with pytest.raises(ValueError, match="line 2"):
+        read_seed_file(spaced)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(ValueError, match="empty"):
+        read_seed_file(empty)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_expand_stage_writes_lookalikes_and_summary(tmp_path, suffix):
+    layout = RunLayout.at(tmp_path / "run")
+    clustered_model().save(layout.glm_dir)
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("\n".join(SEEDS + ["ghost"]))
+    cfg = GlomConfig().with_overrides(**{"expand.top_k": 12})
+    out = tmp_path / f"lookalikes{suffix}"
+    result = run_expand_stage(cfg, layout, seeds, out)
+    written = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    assert written["user_id"].tolist() == result.lookalikes["user_id"].tolist() and len(written) == 12
+    summary = json.loads(out.with_name(out.name + ".summary.json").read_text())
+    assert summary["unknown_seeds"] == ["ghost"] and summary["n_lookalikes"] == 12
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
