@@ -1,0 +1,231 @@
+"""What the BentoML service does, without BentoML: load a trained model, index its users, answer campaigns.
+
+Kept apart from ``service.py`` so the request logic is tested in-process and the service class stays a
+thin HTTP face. Expansion itself is ``glom_plugin.expand.expander.expand_audience`` (GLoM §3.7) over the
+faiss index of ``glom_plugin.expand.index``; this module adds request limits, defaults and the model's
+provenance (registry version, alias, data date).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from glom_plugin.config import GlomConfig, load_config
+from glom_plugin.expand.expander import ExpansionResult, expand_audience
+from glom_plugin.expand.index import UserIndex, build_index
+from glom_plugin.models.artifact import TrainedModel
+from glom_plugin.serving.schemas import ExpandRequest, ExpandResponse, HealthResponse, Lookalike, ModelInfo
+
+log = logging.getLogger(__name__)
+
+MODEL_URI_ENV = "GLOM_MODEL_URI"
+CONFIG_ENV = "GLOM_CONFIG"
+INTERACTIONS_ENV = "GLOM_INTERACTIONS"
+
+
+class InvalidRequest(ValueError):
+    """A request the caller must fix (mapped to HTTP 400 by the service)."""
+
+
+@dataclass
+class _ServedModel(TrainedModel):
+    """A TrainedModel whose id -> row map is built once, not on every request (1M users: ~0.3 s each)."""
+
+    def user_index(self) -> dict[str, int]:
+        cached = self.__dict__.get("_user_index")
+        if cached is None:
+            cached = super().user_index()
+            self.__dict__["_user_index"] = cached
+        return cached
+
+
+def service_config() -> GlomConfig:
+    """$GLOM_CONFIG (YAML) when set, else the defaults."""
+    path = os.environ.get(CONFIG_ENV)
+    return load_config(path) if path else GlomConfig()
+
+
+def resolve_model_uri(cfg: GlomConfig) -> str:
+    uri = os.environ.get(MODEL_URI_ENV) or cfg.serving.model_uri
+    if not uri:
+        raise RuntimeError(
+            f"no model to serve: set ${MODEL_URI_ENV} (e.g. models:/{cfg.tracking.registered_model}@"
+            f"{cfg.tracking.champion_alias}, or a TrainedModel directory) or serving.model_uri"
+        )
+    return uri
+
+
+def _interactions_for(model: TrainedModel) -> pd.DataFrame | None:
+    """user_id/item_id pairs for "shared items" explanations: $GLOM_INTERACTIONS, else the training run's
+    polarity edges when that run directory is still there; None otherwise (explanations then give seeds only)."""
+    path = os.environ.get(INTERACTIONS_ENV)
+    if not path:
+        run_dir = (model.config or {}).get("run_dir")
+        candidate = Path(run_dir) / "graph" / "polarity_edges.parquet" if run_dir else None
+        path = str(candidate) if candidate is not None and candidate.exists() else None
+    if not path:
+        return None
+    frame = pd.read_parquet(path, columns=["user_id", "item_id"])
+    return frame.astype({"user_id": str, "item_id": str})
+
+
+class ExpansionEngine:
+    """One loaded model + its ANN index; ``expand`` for one campaign, ``expand_many`` for a batch."""
+
+    def __init__(
+        self,
+        trained: TrainedModel,
+        cfg: GlomConfig,
+        uri: str = "",
+        provenance: dict[str, Any] | None = None,
+        interactions: pd.DataFrame | None = None,
+    ) -> None:
+        self.model = _ServedModel(**{f.name: getattr(trained, f.name) for f in fields(TrainedModel)})
+        self.cfg = cfg
+        self.uri = uri
+        self.provenance = provenance or {}
+        self.interactions = interactions
+        start = time.perf_counter()
+        self.index: UserIndex = build_index(self.model.user_embeddings, seed=cfg.seed)
+        self.index_build_seconds = time.perf_counter() - start
+        self.model.user_index()  # warm the id map before the first request
+        log.info("indexed %d users (%s) in %.2fs", self.model.n_users, self.index.kind, self.index_build_seconds)
+
+    @classmethod
+    def from_uri(cls, uri: str, cfg: GlomConfig) -> ExpansionEngine:
+        """``models:/NAME@alias`` / ``models:/NAME/N`` from the MLflow registry, or a TrainedModel directory."""
+        from glom_plugin.platform.mlflow_registry import load_trained_model
+
+        tracking = None if Path(uri).exists() else cfg.tracking_uri()
+        loaded = load_trained_model(uri, tracking_uri=tracking)
+        provenance = {
+            "registered_model": loaded.name,
+            "version": loaded.version,
+            "alias": loaded.alias,
+            "run_id": loaded.run_id,
+            "data_date": (loaded.tags or {}).get("data_date") or loaded.trained.metrics.get("data_date"),
+        }
+        return cls(loaded.trained, cfg, uri=uri, provenance=provenance, interactions=_interactions_for(loaded.trained))
+
+    # ------------------------------------------------------------------------------------------ requests
+    def check(self, request: ExpandRequest) -> None:
+        """Deployment limits (also in the HTTP schema; repeated here for in-process callers)."""
+        limits = self.cfg.serving
+        if not request.seed_ids:
+            raise InvalidRequest("seed_ids is empty: give at least one hashed user id")
+        if len(request.seed_ids) > limits.max_seeds:
+            raise InvalidRequest(f"seed_ids has {len(request.seed_ids)} ids; the limit is serving.max_seeds={limits.max_seeds}")
+        if request.k is not None and not 1 <= request.k <= limits.max_k:
+            raise InvalidRequest(f"k={request.k} is outside 1..serving.max_k={limits.max_k}")
+
+    def _expand_config(self, request: ExpandRequest) -> tuple[Any, int]:
+        base = self.cfg.expand
+        update: dict[str, Any] = {}
+        if request.aggregation is not None:
+            update["aggregation"] = request.aggregation
+        if request.threshold is not None:
+            update["threshold"] = request.threshold
+        expand_cfg = base.model_copy(update=update) if update else base
+        if request.k is not None:
+            k = request.k
+        elif request.threshold is not None:
+            k = self.cfg.serving.max_k  # "everyone above T", bounded by the response limit
+        else:
+            k = min(base.top_k, self.cfg.serving.max_k)
+        return expand_cfg, k
+
+    def _response(self, request: ExpandRequest, result: ExpansionResult) -> ExpandResponse:
+        frame = result.lookalikes
+        records = frame.to_dict("records")
+        lookalikes = [
+            Lookalike(
+                user_id=str(r["user_id"]),
+                score=float(r["score"]),
+                rank=int(r["rank"]),
+                nearest_seeds=r.get("nearest_seeds"),
+                nearest_seed_scores=r.get("nearest_seed_scores"),
+                shared_items=r.get("shared_items"),
+            )
+            for r in records
+        ]
+        return ExpandResponse(
+            campaign=request.campaign,
+            lookalikes=lookalikes,
+            n_lookalikes=len(lookalikes),
+            seeds_used=len(result.seeds_used),
+            unknown_seeds=result.unknown_seeds,
+            aggregation=result.aggregation,
+            k=result.k,
+            threshold=result.threshold,
+            candidate_source=result.candidate_source,
+            model_version=self.provenance.get("version"),
+        )
+
+    def expand(self, request: ExpandRequest) -> ExpandResponse:
+        """One campaign. Unknown seeds are reported; a list with no known seed is an InvalidRequest."""
+        self.check(request)
+        expand_cfg, k = self._expand_config(request)
+        try:
+            result = expand_audience(
+                self.model,
+                list(request.seed_ids),
+                expand_cfg,
+                k=k,
+                explain=request.explain,
+                index=self.index,
+                interactions=self.interactions if request.explain else None,
+            )
+        except ValueError as err:  # no known seed, k/threshold combination
+            raise InvalidRequest(str(err)) from err
+        return self._response(request, result)
+
+    def expand_many(self, requests: list[ExpandRequest]) -> list[ExpandResponse]:
+        """A batch of campaigns: each answered independently; a bad one carries its ``error``, the rest
+        still get their lookalikes (requests merged by adaptive batching come from different callers)."""
+        out = []
+        for request in requests:
+            try:
+                out.append(self.expand(request))
+            except InvalidRequest as err:
+                out.append(ExpandResponse(campaign=request.campaign, error=str(err), model_version=self.provenance.get("version")))
+        return out
+
+    # ------------------------------------------------------------------------------------------- status
+    def health(self) -> HealthResponse:
+        return HealthResponse(status="ok", n_users=self.model.n_users, index_kind=self.index.kind)
+
+    def info(self) -> ModelInfo:
+        p = self.provenance
+        return ModelInfo(
+            model_uri=self.uri,
+            registered_model=p.get("registered_model"),
+            version=p.get("version"),
+            alias=p.get("alias"),
+            run_id=p.get("run_id"),
+            model_name=self.model.model_name,
+            data_date=p.get("data_date") or self.model.metrics.get("data_date"),
+            created_at=self.model.created_at,
+            n_users=self.model.n_users,
+            dim=self.model.dim,
+            index_kind=self.index.kind,
+            index_build_seconds=round(self.index_build_seconds, 4),
+            explain_shared_items=self.interactions is not None,
+            limits={
+                "max_seeds": self.cfg.serving.max_seeds,
+                "max_k": self.cfg.serving.max_k,
+                "max_campaigns_per_batch": self.cfg.serving.max_campaigns_per_batch,
+            },
+        )
+
+
+def seed_sample(model: TrainedModel, n: int, rng: np.random.Generator) -> list[str]:
+    """n distinct known user ids (benchmarks and smoke checks)."""
+    return model.user_ids[rng.choice(model.n_users, size=min(n, model.n_users), replace=False)].tolist()
