@@ -88,8 +88,28 @@ def _start_run(mlflow: Any, cfg: GlomConfig, run_name: str | None) -> Any:
     if os.environ.get("MLFLOW_RUN_ID"):
         # Inside `mlflow run`: the project run is ours to log into.
         return mlflow.start_run()
-    mlflow.set_experiment(cfg.tracking.experiment)
+    ensure_experiment(cfg)
     return mlflow.start_run(run_name=run_name)
+
+
+def artifact_root_for(tracking_uri: str) -> str | None:
+    """Artifacts of a sqlite store go beside the database file (MLflow would use ./mlruns of the cwd)."""
+    if tracking_uri.startswith("sqlite:///"):
+        return str(Path(tracking_uri[len("sqlite:///") :]).resolve().parent / "mlartifacts")
+    return None
+
+
+def ensure_experiment(cfg: GlomConfig) -> str:
+    """Select cfg.tracking.experiment, creating it with its artifacts beside a sqlite store; returns its id."""
+    mlflow = _mlflow()
+    experiment = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is None:
+        location = artifact_root_for(cfg.tracking_uri())
+        experiment_id = mlflow.create_experiment(cfg.tracking.experiment, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
 
 
 def log_training_run(
