@@ -12,7 +12,7 @@ Two phases, so that per-campaign work is sub-linear in the number of users:
       p_j = (n_j(S) + ε) / (|S| + 2ε)        share of seeds having feature j (smoothed)
       q_j = (n_j(N) + ε) / (|N| + 2ε)        share of candidates N(S) having it
       IV_j = (p_j − q_j) · ln(p_j / q_j)     (≥ 0; the usual WoE-weighted information value)
-      A_j  = IV_j if p_j > q_j else 0        only features on which seeds over-index count
+      A_j  = IV_j if seeds over-index on j (p_j > q_j and the raw rates agree) else 0
 
   and a candidate is ranked by s(u) = Σ_j A_j f_uj (Eq. 9's A as a diagonal, campaign-specific weight).
   Because A is a short list of named features, the advertiser can see *why* users were chosen
@@ -59,10 +59,14 @@ def information_value_weights(
     p = (seed_counts + smoothing) / (n_seeds + 2 * smoothing)
     q = (cand_counts + smoothing) / (n_cand + 2 * smoothing)
     iv = (p - q) * np.log(p / q)
+    seed_rate, candidate_rate = seed_counts / n_seeds, cand_counts / max(n_cand, 1)
+    # Over-indexing is judged on the raw rates too: smoothing alone would give a feature that neither
+    # seeds nor candidates have p > q whenever |S| < |N|.
+    over_index = (p > q) & (seed_rate > candidate_rate)
     return FeatureWeights(
-        weights=np.where(p > q, iv, 0.0),
-        seed_rate=seed_counts / n_seeds,
-        candidate_rate=cand_counts / max(n_cand, 1),
+        weights=np.where(over_index, iv, 0.0),
+        seed_rate=seed_rate,
+        candidate_rate=candidate_rate,
         information_value=iv,
     )
 
