@@ -1,0 +1,360 @@
+"""Evaluation outputs: results JSON, a Table-2-shaped Markdown table, plots, and one MLflow run.
+
+- ``results.json``: per run, per task, per model (and the sweeps' points), plus the summary.
+- ``table.md``: rows = models; Precision, Recall, PR-AUC, ROC-AUC as mean ± std over runs (paper
+  Table 2, best per column marked *), then P@k, R@k, seconds (fit + score) and peak MB.
+- ``pr_curves.png``: precision–recall curves per model, candidates pooled over the tasks of run 0.
+- ``embedding_size.png`` (Fig. 5) and ``seed_size.png`` (Fig. 6) when the sweeps were run.
+
+Plots use matplotlib's Agg canvas directly (no pyplot state, no display). MLflow is imported only in
+``log_to_mlflow``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glom_plugin.config import GlomConfig
+from glom_plugin.evaluate.metrics import METRIC_NAMES
+from glom_plugin.evaluate.results import EvaluationResult, SweepResult
+from glom_plugin.storage import atomic_path, write_json, write_text
+
+# Column header -> summary key, in the order of the paper's Table 2 followed by ours.
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Precision", "precision"),
+    ("Recall", "recall"),
+    ("PR-AUC", "pr_auc"),
+    ("ROC-AUC", "roc_auc"),
+    ("P@k", "precision_at_k"),
+    ("R@k", "recall_at_k"),
+)
+METRIC_LABELS = {key: header for header, key in TABLE_COLUMNS}
+EMBEDDING_SWEEP_METRICS = ("recall", "recall_at_k", "pr_auc")
+SEED_SWEEP_METRICS = ("precision", "recall", "precision_at_k", "pr_auc", "roc_auc")
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write JSON, table and plots (sweep plots when ``result.embedding_sweep`` / ``seed_sweep`` are set).
+
+    Returns ``{"results_json", "table", "pr_curves"[, "embedding_size"][, "seed_size"]}`` -> path.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    payload: dict[str, Any] = result.to_json()
+    payload["config"] = result.config
+    for key, sweep in (("embedding_sweep", result.embedding_sweep), ("seed_sweep", result.seed_sweep)):
+        payload[key] = sweep.to_json() if sweep is not None else None
+    paths["results_json"] = write_json(_json_safe(payload), out / "results.json")
+    paths["table"] = write_text(markdown_table(result), out / "table.md")
+    paths["pr_curves"] = plot_pr_curves(result, out / "pr_curves.png")
+    if result.embedding_sweep is not None:
+        paths["embedding_size"] = plot_sweep(
+            result.embedding_sweep,
+            EMBEDDING_SWEEP_METRICS,
+            out / "embedding_size.png",
+            xlabel="embedding size (pm.dim)",
+            title="Fig. 5: metrics vs embedding size",
+        )
+    if result.seed_sweep is not None:
+        paths["seed_size"] = plot_sweep(
+            result.seed_sweep,
+            SEED_SWEEP_METRICS,
+            out / "seed_size.png",
+            xlabel="seeds per campaign (requested)",
+            title="Fig. 6: metrics vs seed-list size",
+        )
+    return paths
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> None so results.json is strict JSON (readable by any parser)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value
+
+
+def _fmt(cell: dict[str, float], digits: int = 3) -> str:
+    mean, std = cell["mean"], cell["std"]
+    if not math.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(result: EvaluationResult) -> str:
+    """Paper Table 2 shape: one row per model, mean ± std over runs; failed models show their error."""
+    summary = result.summary()
+    ok_models = [m for m in result.model_names if summary[m]["runs_ok"] > 0]
+    best = {
+        key: max(
+            (summary[m][key]["mean"] for m in ok_models if math.isfinite(summary[m][key]["mean"])),
+            default=None,
+        )
+        for _, key in TABLE_COLUMNS
+    }
+    n_runs = len(result.runs)
+    n_campaigns = [len(r.campaigns) for r in result.runs]
+    header = ["Model", *(h for h, _ in TABLE_COLUMNS), "seconds", "peak MB", "runs ok"]
+    lines = [
+        f"# Lookalike evaluation{' — ' + result.label if result.label else ''}",
+        "",
+        f"{len(result.tasks)} tasks (items), {n_runs} run(s), campaigns per run: {n_campaigns}; "
+        f"mean seeds per campaign {result.mean_seeds():.1f}. Values: mean ± std over runs of the per-run "
+        "mean over tasks (GLoM §4.1, §4.4).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    no_threshold = False
+    for model in result.model_names:
+        row = summary[model]
+        failures = row["failures"]
+        if row["runs_ok"] == 0:
+            first = failures[0] if failures else {"stage": "?", "error": "no run"}
+            message = _escape(f"failed ({first['stage']}): {first['error']}")[:300]
+            lines.append(f"| {model} | {message} |" + " |" * (len(header) - 2))
+            continue
+        cells = []
+        for _, key in TABLE_COLUMNS:
+            text = _fmt(row[key])
+            if text == "n/a" and key in ("precision", "recall"):
+                text, no_threshold = "n/a†", True
+            elif best[key] is not None and math.isclose(row[key]["mean"], best[key]):
+                text += " *"
+            cells.append(text)
+        cells.append(_fmt(row["seconds"], 2))
+        cells.append(f"{row['peak_rss_mb']['mean']:.1f}")
+        ok_text = f"{row['runs_ok']}/{row['runs']}"
+        if failures:
+            ok_text += " ‡"
+        cells.append(ok_text)
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "\\* best mean in the column. k = number of positives of the task, so P@k = R@k (R-precision).",
+    ]
+    if no_threshold:
+        lines.append(
+            "† the model has no decision threshold (it only ranks; set `expand.threshold` for embedding "
+            "models): precision/recall at threshold are undefined — read P@k / R@k."
+        )
+    for model in result.model_names:
+        row = summary[model]
+        if row["failures"] and row["runs_ok"] > 0:
+            lines.append(f"‡ {model} failed in some runs (averaged over the others):")
+            lines += [
+                f"  - run {f['run']} ({f['stage']}): {_escape(str(f['error']))[:300]}"
+                for f in row["failures"]
+            ]
+    lines += [
+        "",
+        "seconds = fit + scoring of all campaigns of a run (mean ± std over runs). "
+        f"peak MB = {result.memory_method}, in MiB.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, target: Path) -> Path:
+    with atomic_path(target) as tmp:
+        figure.savefig(tmp, format="png", bbox_inches="tight")
+    return target
+
+
+def plot_pr_curves(result: EvaluationResult, target: str | Path) -> Path:
+    """Precision–recall curve per model over run 0's candidates pooled across tasks."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    figure = _new_figure(6.5, 5)
+    axes = figure.add_subplot(1, 1, 1)
+    base_rate = None
+    for model in result.model_names:
+        if model not in result.pooled_run0:
+            continue
+        labels, scores = result.pooled_run0[model]
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        ap = average_precision_score(labels, scores)
+        axes.plot(recall, precision, label=f"{model} (AP {ap:.3f})", drawstyle="steps-post")
+        base_rate = float(np.mean(labels))
+    if base_rate is not None:
+        axes.axhline(base_rate, color="grey", linestyle=":", label=f"positive rate {base_rate:.3f}")
+    else:
+        axes.text(0.5, 0.5, "no model finished run 0", ha="center", va="center", transform=axes.transAxes)
+    axes.set(
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title="Precision–recall, run 0, candidates pooled over tasks",
+    )
+    axes.legend(loc="upper right", fontsize="small")
+    return _save(figure, Path(target))
+
+
+def plot_sweep(
+    sweep: SweepResult, metrics: tuple[str, ...], target: str | Path, xlabel: str, title: str
+) -> Path:
+    """One panel per metric; one line (mean ± std over runs) per model along the swept values."""
+    figure = _new_figure(4.2 * len(metrics), 3.8)
+    for index, metric in enumerate(metrics):
+        axes = figure.add_subplot(1, len(metrics), index + 1)
+        plotted = False
+        for model, (means, stds) in sweep.series(metric).items():
+            mean = np.array(means, dtype=float)
+            if np.isnan(mean).all():
+                continue
+            axes.errorbar(
+                sweep.values,
+                mean,
+                yerr=np.nan_to_num(np.array(stds, dtype=float)),
+                marker="o",
+                capsize=3,
+                label=model,
+            )
+            plotted = True
+        if not plotted:
+            axes.text(
+                0.5,
+                0.5,
+                "undefined for these models\n(no decision threshold)",
+                ha="center",
+                va="center",
+                transform=axes.transAxes,
+                fontsize="small",
+            )
+        axes.set(
+            xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric), title=METRIC_LABELS.get(metric, metric)
+        )
+        axes.set_xticks(sweep.values)
+        if plotted:
+            axes.legend(fontsize="x-small")
+    figure.suptitle(title)
+    return _save(figure, Path(target))
+
+
+# ---------------------------------------------------------------- MLflow
+
+_BAD_NAME_CHARS = re.compile(r"[^\w.\- /]")
+
+
+def _metric_key(*parts: str) -> str:
+    return _BAD_NAME_CHARS.sub("_", ".".join(parts))[:250]
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+def summary_metrics(result: EvaluationResult) -> dict[str, float]:
+    """``{"pr_auc.glom-attn1": mean, "pr_auc_std.glom-attn1": std, "seconds.glom-attn1": ...}``; NaNs left out."""
+    out: dict[str, float] = {}
+    for model, row in result.summary().items():
+        for key in (*METRIC_NAMES, "seconds", "fit_seconds", "score_seconds", "peak_rss_mb"):
+            for stat, suffix in (("mean", ""), ("std", "_std")):
+                value = row[key][stat]
+                if math.isfinite(value):
+                    out[_metric_key(f"{key}{suffix}", model)] = float(value)
+        out[_metric_key("runs_ok", model)] = float(row["runs_ok"])
+    return out
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts beside a local sqlite store (MLflow would otherwise use ./mlruns in the working directory)."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+def log_to_mlflow(result: EvaluationResult, cfg: GlomConfig, paths: dict[str, Path]) -> str:
+    """One MLflow run: resolved config as params, summary metrics per model, sweep curves as stepped
+    metrics (``sweep.pm.dim.recall_at_k.<model>`` at step = dim), failures as tags, files as artifacts.
+
+    Returns the MLflow run id.
+    """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    tracking_uri = cfg.tracking_uri()
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(
+            cfg.tracking.experiment, artifact_location=_artifact_location(tracking_uri)
+        )
+    )
+    tags = {
+        "glom.stage": "evaluate",
+        "memory_method": result.memory_method,
+    }
+    for model, row in result.summary().items():
+        if row["failures"]:
+            first = row["failures"][0]
+            tags[_metric_key("failed", model)] = (
+                f"{len(row['failures'])} run(s); {first['stage']}: {first['error']}"[:8000]
+            )
+    run = client.create_run(
+        experiment_id, tags=tags, run_name=f"evaluate{'-' + result.label if result.label else ''}"
+    )
+    run_id = run.info.run_id
+    try:
+        params = _flatten(result.config)
+        params["evaluated_models"] = ",".join(result.model_names)
+        params["evaluated_runs"] = str(len(result.runs))
+        param_list = [Param(k[:250], v) for k, v in params.items()]
+        for start in range(0, len(param_list), 100):
+            client.log_batch(run_id, params=param_list[start : start + 100])
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(k, v, stamp, 0) for k, v in summary_metrics(result).items()]
+        for sweep in (result.embedding_sweep, result.seed_sweep):
+            if sweep is None:
+                continue
+            for value, point in zip(sweep.values, sweep.results, strict=True):
+                for key, metric_value in summary_metrics(point).items():
+                    metrics.append(
+                        Metric(_metric_key("sweep", sweep.parameter, key), metric_value, stamp, int(value))
+                    )
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[start : start + 1000])
+        for path in paths.values():
+            client.log_artifact(run_id, str(path), artifact_path="evaluate")
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id

@@ -1,0 +1,272 @@
+"""The evaluation protocol of the GLoM paper (§4.1, §4.4), for any models of the registry.
+
+Per run r (``cfg.evaluate.runs``, paper: 5):
+
+1. split every task's purchasers into seed pool / held-out positives (seeded by ``(cfg.seed, r)``);
+2. remove the held-out purchase edges from polarity edges and interactions and rebuild the training
+   ``LookalikeData`` (polarity, similarity, profiles) from what is left — ``training_data.py``;
+3. sample each campaign's candidates (1:10) and non-seeds (1:10) from the training graph's users;
+4. for each model: create it with seed ``cfg.seed + r``, ``fit`` it once on the training data, then
+   ``score_campaign`` every campaign; wall time and peak memory of fit + scoring are measured. A model
+   that raises is recorded as failed with its error, and the run goes on with the next model.
+
+Every model of a run sees the same campaigns and the same training data. Metrics are averaged over
+tasks per run, then mean ± std over runs (``EvaluationResult.summary``).
+
+The sweeps reuse the same loop: ``sweep_embedding_size`` (Fig. 5) refits the models once per
+``pm.dim`` on each run's data; ``sweep_seed_size`` (Fig. 6) fits once per run and scores campaigns whose
+seed list is cut to each size (candidates and positives unchanged, so only the seed list varies).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from glom_plugin.config import GlomConfig
+from glom_plugin.evaluate.campaigns import (
+    EvalCampaign,
+    held_out_pairs,
+    purchasers_by_item,
+    sample_tasks,
+    select_tasks,
+    split_tasks,
+)
+from glom_plugin.evaluate.metrics import campaign_metrics
+from glom_plugin.evaluate.resources import ResourceMeter, memory_method
+from glom_plugin.evaluate.results import EvaluationResult, ModelRun, RunRecord, SweepResult, TaskResult
+from glom_plugin.evaluate.training_data import DataBuilder, EvaluationTables, build_training_data
+from glom_plugin.graph.dataset import LookalikeData
+from glom_plugin.layout import RunLayout
+from glom_plugin.models.registry import create_model
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """One point of the protocol: the config the models are built with and the seed-list size."""
+
+    label: str
+    model_cfg: GlomConfig
+    seed_size: int | None = None
+
+
+def run_evaluation(
+    cfg: GlomConfig,
+    layout: RunLayout,
+    model_names: list[str],
+    runs: int | None = None,
+    *,
+    data_builder: DataBuilder = build_training_data,
+) -> EvaluationResult:
+    """Table 2: every model on the same tasks, ``runs`` times (default ``cfg.evaluate.runs``)."""
+    return _run_protocol(cfg, layout, model_names, runs, [_Variant("", cfg)], data_builder)[0]
+
+
+def sweep_embedding_size(
+    cfg: GlomConfig,
+    layout: RunLayout,
+    model_names: list[str],
+    runs: int | None = None,
+    sizes: Sequence[int] | None = None,
+    *,
+    data_builder: DataBuilder = build_training_data,
+) -> SweepResult:
+    """Fig. 5: the protocol once per ``pm.dim`` in ``sizes`` (default ``cfg.evaluate.embedding_sizes``)."""
+    values = list(sizes if sizes is not None else cfg.evaluate.embedding_sizes)
+    variants = [_Variant(f"pm.dim={dim}", cfg.with_overrides(**{"pm.dim": int(dim)})) for dim in values]
+    return SweepResult(
+        "pm.dim", values, _run_protocol(cfg, layout, model_names, runs, variants, data_builder)
+    )
+
+
+def sweep_seed_size(
+    cfg: GlomConfig,
+    layout: RunLayout,
+    model_names: list[str],
+    runs: int | None = None,
+    sizes: Sequence[int] | None = None,
+    *,
+    data_builder: DataBuilder = build_training_data,
+) -> SweepResult:
+    """Fig. 6: seeds per campaign cut to each of ``sizes`` (default ``cfg.evaluate.seed_sizes``).
+
+    A task whose seed pool is smaller than a size uses its whole pool; the mean number of seeds actually
+    used is recorded per point (``mean_seeds_per_campaign``).
+    """
+    values = list(sizes if sizes is not None else cfg.evaluate.seed_sizes)
+    if any(v < 1 for v in values):
+        raise ValueError("seed sizes must be >= 1")
+    variants = [_Variant(f"seed_size={s}", cfg, int(s)) for s in values]
+    return SweepResult(
+        "seed_size", values, _run_protocol(cfg, layout, model_names, runs, variants, data_builder)
+    )
+
+
+def _run_protocol(
+    cfg: GlomConfig,
+    layout: RunLayout,
+    model_names: list[str],
+    runs: int | None,
+    variants: list[_Variant],
+    data_builder: DataBuilder,
+) -> list[EvaluationResult]:
+    ev = cfg.evaluate
+    n_runs = ev.runs if runs is None else int(runs)
+    if n_runs < 1:
+        raise ValueError("runs must be >= 1")
+    if not model_names:
+        raise ValueError("no model to evaluate")
+    tables = EvaluationTables.load(layout)
+    purchasers = purchasers_by_item(tables.polarity)
+    tasks = select_tasks(purchasers, ev.min_purchasers, ev.max_tasks, cfg.seed)
+    method = memory_method()
+    task_json = [{"item_id": t.item_id, "n_purchasers": t.n_purchasers} for t in tasks]
+    results = [
+        EvaluationResult(
+            model_names=list(model_names),
+            config=v.model_cfg.model_dump(mode="json"),
+            tasks=task_json,
+            runs=[],
+            memory_method=method,
+            label=v.label,
+            seed_size=v.seed_size,
+        )
+        for v in variants
+    ]
+    # Variants sharing a model config share one fit per model and run (the seed-size sweep).
+    groups: dict[str, list[int]] = {}
+    for index, variant in enumerate(variants):
+        groups.setdefault(variant.model_cfg.model_dump_json(), []).append(index)
+
+    progress = tqdm(
+        total=n_runs * len(model_names) * len(tasks) * len(variants), desc="evaluate", unit="campaign"
+    )
+    try:
+        for run in range(n_runs):
+            splits = split_tasks(tasks, purchasers, ev.seed_fraction, cfg.seed, run)
+            held_out = held_out_pairs(splits)
+            data = data_builder(tables.without(held_out), cfg, layout)
+            samples, skipped = sample_tasks(splits, purchasers, data, ev.negative_ratio, cfg.seed, run)
+            progress.update(len(skipped) * len(model_names) * len(variants))
+            data_summary = _data_summary(data, len(held_out))
+            campaigns = {i: [s.campaign(v.seed_size) for s in samples] for i, v in enumerate(variants)}
+            model_runs: dict[int, dict[str, ModelRun]] = {i: {} for i in range(len(variants))}
+            for members in groups.values():
+                for name in model_names:
+                    outcome = _fit_and_score(
+                        name,
+                        variants[members[0]].model_cfg,
+                        run,
+                        cfg.seed + run,
+                        data,
+                        {i: campaigns[i] for i in members},
+                        progress,
+                    )
+                    for i, (model_run, pooled) in outcome.items():
+                        model_runs[i][name] = model_run
+                        if run == 0 and pooled is not None:
+                            results[i].pooled_run0[name] = pooled
+            for i in range(len(variants)):
+                records = [
+                    {"item_id": s.split.task.item_id, **c.counts(), **s.notes}
+                    for s, c in zip(samples, campaigns[i], strict=True)
+                ]
+                results[i].runs.append(
+                    RunRecord(run, cfg.seed + run, data_summary, records, skipped, model_runs[i])
+                )
+    finally:
+        progress.close()
+    return results
+
+
+def _data_summary(data: LookalikeData, n_held_out: int) -> dict[str, int]:
+    return {
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "n_edges": len(data.edges),
+        "n_similarity": len(data.similarity),
+        "n_held_out_edges": n_held_out,
+        "has_user_profiles": int(data.user_profile_embeddings is not None),
+    }
+
+
+def _fit_and_score(
+    name: str,
+    model_cfg: GlomConfig,
+    run: int,
+    seed: int,
+    data: LookalikeData,
+    campaigns: dict[int, list[EvalCampaign]],
+    progress: tqdm,
+) -> dict[int, tuple[ModelRun, tuple[np.ndarray, np.ndarray] | None]]:
+    """Fit one model once, score every campaign of every variant; a raise marks it failed, not fatal."""
+    gc.collect()  # so the memory baseline is not the previous model's garbage
+    model_runs = {i: ModelRun(model=name, run=run) for i in campaigns}
+    pooled: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {i: ([], []) for i in campaigns}
+    stage = "create"
+    done = 0
+    meter = ResourceMeter()
+    try:
+        with meter:
+            model = create_model(name, model_cfg, seed=seed)
+            stage = "fit"
+            start = time.perf_counter()
+            model.fit(data)
+            fit_seconds = time.perf_counter() - start
+            threshold = model.decision_threshold
+            for i, variant_campaigns in campaigns.items():
+                model_runs[i].fit_seconds = fit_seconds
+                model_runs[i].decision_threshold = threshold
+                for item in variant_campaigns:
+                    stage = f"score {item.campaign.name}"
+                    start = time.perf_counter()
+                    scores = np.asarray(model.score_campaign(item.campaign), dtype=np.float64)
+                    model_runs[i].score_seconds += time.perf_counter() - start
+                    if scores.shape != (len(item.campaign.candidates),):
+                        raise ValueError(
+                            f"returned {scores.shape} scores for {len(item.campaign.candidates)} candidates"
+                        )
+                    metrics = campaign_metrics(item.labels, scores, threshold)
+                    model_runs[i].tasks.append(TaskResult(item.item_id, item.counts(), metrics))
+                    pooled[i][0].append(item.labels)
+                    pooled[i][1].append(scores)
+                    progress.update(1)
+                    done += 1
+    except Exception as exc:  # noqa: BLE001 — any model error is reported in the table, not fatal
+        for model_run in model_runs.values():
+            model_run.status = "failed"
+            model_run.error = f"{type(exc).__name__}: {exc}"
+            model_run.failed_stage = stage
+            model_run.traceback = traceback.format_exc(limit=8)
+        progress.update(sum(len(c) for c in campaigns.values()) - done)
+    finally:
+        model = None  # noqa: F841 — release the model before the next one is measured
+    usage = meter.usage
+    for model_run in model_runs.values():
+        if usage is not None:
+            model_run.peak_rss_mb = usage.peak_rss_mb
+            model_run.peak_gpu_mb = usage.peak_gpu_mb
+    first = next(iter(model_runs.values()))
+    if first.ok:
+        tqdm.write(
+            f"[evaluate] run {run} {name}: fit {first.fit_seconds:.2f} s, "
+            f"score {sum(m.score_seconds for m in model_runs.values()):.2f} s "
+            f"({sum(len(c) for c in campaigns.values())} campaigns), peak RSS +{first.peak_rss_mb:.1f} MiB"
+        )
+    else:
+        tqdm.write(f"[evaluate] run {run} {name}: FAILED at {first.failed_stage}: {first.error}")
+    return {
+        i: (
+            model_runs[i],
+            (np.concatenate(pooled[i][0]), np.concatenate(pooled[i][1]))
+            if model_runs[i].ok and pooled[i][0]
+            else None,
+        )
+        for i in campaigns
+    }
