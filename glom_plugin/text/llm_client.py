@@ -236,8 +236,12 @@ class LLMClient:
         def run_one(request: ChatRequest) -> None:
             if stop.is_set():
                 return
-            completion = self.complete(request.system, request.prompt, stop)
-            on_result(request, completion)
+            try:
+                completion = self.complete(request.system, request.prompt, stop)
+                on_result(request, completion)
+            except BaseException:
+                stop.set()  # before this worker takes the next request
+                raise
             with lock:
                 results[request.key] = completion
                 tokens[0] += completion.prompt_tokens
