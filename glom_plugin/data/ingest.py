@@ -229,6 +229,9 @@ def run_ingest(
         keep_users, keep_items = _kcore(all_rows, user_counts, item_counts, cfg, report)
         _final_pass(all_rows, keep_users, keep_items, stage, report)
         _write_items(reader, keep_items, stage / "items.parquet", report)
+        # Metadata rejects are known only now; they are reported but not part of the reject ratio.
+        report.rejects_by_reason = dict(rejects.by_reason)
+        report.meta_rejected = sum(n for f, n in rejects.errors_by_file.items() if f not in set(files))
         report.elapsed_s = round(time.perf_counter() - started, 3)
         report.outputs = {name: str(path) for name, path in outputs.items()}
         report_path = stage / "ingest_report.json"
@@ -298,7 +301,6 @@ def _first_pass(
 
 def _check_rejects(cfg: GlomConfig, rejects: RejectLog, files: list[str], report: IngestReport, layout: RunLayout) -> None:
     report.rejects_by_reason = dict(rejects.by_reason)
-    report.meta_rejected = sum(n for f, n in rejects.errors_by_file.items() if f not in set(files))
     report.reject_ratio = report.rows_rejected / report.rows_read if report.rows_read else 0.0
     if report.rows_read and report.reject_ratio > cfg.data.max_reject_ratio:
         firsts = "; ".join(rejects.first[r] for r in sorted(rejects.first) if r != DUPLICATE)
