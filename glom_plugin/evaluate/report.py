@@ -13,7 +13,6 @@ Plots use matplotlib's Agg canvas directly (no pyplot state, no display). MLflow
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -267,17 +266,6 @@ def _metric_key(*parts: str) -> str:
     return _BAD_NAME_CHARS.sub("_", ".".join(parts))[:250]
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)[:6000]
-    return flat
-
-
 def summary_metrics(result: EvaluationResult) -> dict[str, float]:
     """``{"pr_auc.glom-attn1": mean, "pr_auc_std.glom-attn1": std, "seconds.glom-attn1": ...}``; NaNs left out."""
     out: dict[str, float] = {}
@@ -291,50 +279,35 @@ def summary_metrics(result: EvaluationResult) -> dict[str, float]:
     return out
 
 
-def _artifact_location(tracking_uri: str) -> str | None:
-    """Artifacts beside a local sqlite store (MLflow would otherwise use ./mlruns in the working directory)."""
-    if tracking_uri.startswith("sqlite:///"):
-        return (Path(tracking_uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
-    return None
-
-
 def log_to_mlflow(result: EvaluationResult, cfg: GlomConfig, paths: dict[str, Path]) -> str:
     """One MLflow run: resolved config as params, summary metrics per model, sweep curves as stepped
     metrics (``sweep.pm.dim.recall_at_k.<model>`` at step = dim), failures as tags, files as artifacts.
 
-    Returns the MLflow run id.
+    Tracking URI and experiment come from ``glom_plugin.platform.mlflow_registry`` (sqlite beside the run
+    dir, artifacts beside the store); inside ``mlflow run`` the project's run is logged into. NaN metrics
+    (no decision threshold) are left out. Returns the MLflow run id.
     """
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    tracking_uri = cfg.tracking_uri()
+    from glom_plugin.platform.mlflow_registry import _mlflow, _start_run, configure_tracking, flatten_config
+
+    mlflow = _mlflow()
+    tracking_uri = configure_tracking(cfg)
     client = MlflowClient(tracking_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(
-            cfg.tracking.experiment, artifact_location=_artifact_location(tracking_uri)
-        )
-    )
-    tags = {
-        "glom.stage": "evaluate",
-        "memory_method": result.memory_method,
-    }
-    for model, row in result.summary().items():
-        if row["failures"]:
-            first = row["failures"][0]
-            tags[_metric_key("failed", model)] = (
-                f"{len(row['failures'])} run(s); {first['stage']}: {first['error']}"[:8000]
-            )
-    run = client.create_run(
-        experiment_id, tags=tags, run_name=f"evaluate{'-' + result.label if result.label else ''}"
-    )
-    run_id = run.info.run_id
-    try:
-        params = _flatten(result.config)
-        params["evaluated_models"] = ",".join(result.model_names)
+    run_name = f"evaluate{'-' + result.label if result.label else ''}"
+    with _start_run(mlflow, cfg, run_name) as run:
+        run_id = run.info.run_id
+        tags = {"glom.stage": "evaluate", "memory_method": result.memory_method}
+        for model, row in result.summary().items():
+            if row["failures"]:
+                first = row["failures"][0]
+                tags[_metric_key("failed", model)] = (
+                    f"{len(row['failures'])} run(s); {first['stage']}: {first['error']}"[:8000]
+                )
+        mlflow.set_tags(tags)
+        params = flatten_config(cfg)
+        params["evaluated_models"] = ",".join(result.model_names)[:6000]
         params["evaluated_runs"] = str(len(result.runs))
         param_list = [Param(k[:250], v) for k, v in params.items()]
         for start in range(0, len(param_list), 100):
@@ -352,9 +325,5 @@ def log_to_mlflow(result: EvaluationResult, cfg: GlomConfig, paths: dict[str, Pa
         for start in range(0, len(metrics), 1000):
             client.log_batch(run_id, metrics=metrics[start : start + 1000])
         for path in paths.values():
-            client.log_artifact(run_id, str(path), artifact_path="evaluate")
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id, status="FINISHED")
+            mlflow.log_artifact(str(path), artifact_path="evaluate")
     return run_id
