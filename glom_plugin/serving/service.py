@@ -42,8 +42,9 @@ from glom_plugin.serving.schemas import (  # noqa: E402
 CONFIG = service_config()
 LIMITS = CONFIG.serving
 CampaignRequest = request_model(LIMITS)
-# Adaptive batching waits at most this long to merge concurrent campaigns into one call.
-BATCH_MAX_LATENCY_MS = 200
+# Adaptive batching's latency budget: BentoML sheds (503) requests it predicts will exceed it, so it is
+# generous — the dispatcher still waits only as long as its cost model says merging pays off.
+BATCH_MAX_LATENCY_MS = 10_000
 
 
 class BadRequest(BentoMLException):
