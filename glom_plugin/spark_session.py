@@ -16,14 +16,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
 
 
-def get_spark_session(app_name: str = "glom-plugin", cores: int = 2, driver_memory: str = "2g") -> SparkSession:
+def get_spark_session(
+    app_name: str = "glom-plugin", cores: int = 2, driver_memory: str = "2g"
+) -> SparkSession:
     """A local[cores] session on loopback (reused if one is already running in this process)."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", _python()))
     try:
         from pyspark.sql import SparkSession
     except ModuleNotFoundError as error:  # pragma: no cover - depends on the install
-        raise ModuleNotFoundError("the Spark backends need pyspark: pip install 'glom-plugin[spark]'") from error
+        raise ModuleNotFoundError(
+            "the Spark backends need pyspark: pip install 'glom-plugin[spark]'"
+        ) from error
     local_dir = Path(tempfile.gettempdir()) / "glom-spark"
     local_dir.mkdir(parents=True, exist_ok=True)
     return (

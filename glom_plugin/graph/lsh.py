@@ -64,7 +64,11 @@ class UserGraph:
         """One row per undirected edge: user_a < user_b, similarity."""
         upper = sp.triu(self.adjacency, k=1).tocoo()
         return pd.DataFrame(
-            {"user_a": upper.row.astype(np.int64), "user_b": upper.col.astype(np.int64), "similarity": upper.data}
+            {
+                "user_a": upper.row.astype(np.int64),
+                "user_b": upper.col.astype(np.int64),
+                "similarity": upper.data,
+            }
         )
 
 
@@ -83,7 +87,9 @@ def minhash_signatures(
     n_users = features.shape[0]
     signatures = np.full((n_users, n_hashes), MERSENNE_PRIME, dtype=np.int64)
     indptr, indices = features.indptr, features.indices.astype(np.int64)
-    rows_per_block = max(1, int(max_block_entries // max(1, n_hashes * max(1.0, features.nnz / max(n_users, 1)))))
+    rows_per_block = max(
+        1, int(max_block_entries // max(1, n_hashes * max(1.0, features.nnz / max(n_users, 1))))
+    )
     for start in range(0, n_users, rows_per_block):
         stop = min(start + rows_per_block, n_users)
         lo, hi = indptr[start], indptr[stop]
@@ -106,7 +112,9 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int, seed: int = 0) -> n
     if signatures.shape[1] < bands * rows:
         raise ValueError(f"signatures have {signatures.shape[1]} hashes; bands*rows = {bands * rows}")
     rng = np.random.default_rng(seed + 1)
-    multipliers = rng.integers(1, np.iinfo(np.int64).max, size=rows, dtype=np.int64).astype(np.uint64) | np.uint64(1)
+    multipliers = rng.integers(1, np.iinfo(np.int64).max, size=rows, dtype=np.int64).astype(
+        np.uint64
+    ) | np.uint64(1)
     sig = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
     with np.errstate(over="ignore"):
         return (sig * multipliers[None, None, :]).sum(axis=2, dtype=np.uint64)
@@ -163,7 +171,9 @@ def pair_similarity(
         sizes = np.asarray(features.sum(axis=1)).ravel()
         weighted = features
     elif measure == "weighted-cosine":
-        weights = np.ones(features.shape[1]) if feature_weights is None else np.asarray(feature_weights, float)
+        weights = (
+            np.ones(features.shape[1]) if feature_weights is None else np.asarray(feature_weights, float)
+        )
         weighted = (features @ sp.diags(weights)).tocsr()
         sizes = np.asarray(weighted.sum(axis=1)).ravel()
     else:
@@ -185,7 +195,9 @@ def idf_weights(features: sp.csr_matrix) -> np.ndarray:
     return np.log(features.shape[0] / np.maximum(df, 1.0)) + 1e-6
 
 
-def top_k_graph(n_users: int, pairs: np.ndarray, weights: np.ndarray, k: int, min_similarity: float) -> sp.csr_matrix:
+def top_k_graph(
+    n_users: int, pairs: np.ndarray, weights: np.ndarray, k: int, min_similarity: float
+) -> sp.csr_matrix:
     """Symmetric adjacency keeping, per user, its k strongest edges with weight ≥ min_similarity."""
     keep = weights >= min_similarity
     a, b, w = pairs[keep, 0], pairs[keep, 1], weights[keep]
@@ -224,11 +236,19 @@ def build_user_graph(
     """Phase I: LSH candidates (``backend``), exact verification, per-user top-k (module docstring)."""
     features = sp.csr_matrix(features)
     candidate_pairs = load_candidate_backend(backend)(
-        features, bands=bands, rows=rows, window=window, seed=seed, progress=progress, min_similarity=min_similarity
+        features,
+        bands=bands,
+        rows=rows,
+        window=window,
+        seed=seed,
+        progress=progress,
+        min_similarity=min_similarity,
     )
     weights = idf_weights(features) if measure == "weighted-cosine" else None
     similarity = pair_similarity(features, candidate_pairs, measure=measure, feature_weights=weights)
-    adjacency = top_k_graph(features.shape[0], candidate_pairs, similarity, neighbors_per_user, min_similarity)
+    adjacency = top_k_graph(
+        features.shape[0], candidate_pairs, similarity, neighbors_per_user, min_similarity
+    )
     return UserGraph(adjacency=adjacency, n_candidate_pairs=len(candidate_pairs))
 
 

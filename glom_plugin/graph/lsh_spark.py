@@ -58,7 +58,9 @@ def spark_minhash_candidate_pairs(
             "tokens", F.transform("feature_idx", lambda x: x.cast("string"))
         )
         vectors = (
-            CountVectorizer(inputCol="tokens", outputCol="features", binary=True, minDF=1.0, vocabSize=1 << 30)
+            CountVectorizer(
+                inputCol="tokens", outputCol="features", binary=True, minDF=1.0, vocabSize=1 << 30
+            )
             .fit(df)
             .transform(df)
             .select("user_idx", "features")

@@ -80,15 +80,24 @@ def pearson_similarity_spark(
                 (F.col("var_a") > _RELATIVE_VARIANCE_FLOOR * F.col("saa"))
                 & (F.col("var_b") > _RELATIVE_VARIANCE_FLOOR * F.col("sbb"))
             )
-            .withColumn("similarity", F.greatest(F.lit(-1.0), F.least(F.lit(1.0), F.col("cov") / F.sqrt(F.col("var_a") * F.col("var_b")))))
+            .withColumn(
+                "similarity",
+                F.greatest(
+                    F.lit(-1.0), F.least(F.lit(1.0), F.col("cov") / F.sqrt(F.col("var_a") * F.col("var_b")))
+                ),
+            )
             .filter(F.col("similarity") >= cfg.t_sim)
             .select("user_a", "user_b", "similarity", F.col("n").cast("long").alias("n_corated"))
         )
         if cfg.top_k > 0:
             directed = pairs.select(
                 F.col("user_a").alias("user"), F.col("user_b").alias("other"), "similarity"
-            ).unionByName(pairs.select(F.col("user_b").alias("user"), F.col("user_a").alias("other"), "similarity"))
-            rank = F.row_number().over(Window.partitionBy("user").orderBy(F.desc("similarity"), F.asc("other")))
+            ).unionByName(
+                pairs.select(F.col("user_b").alias("user"), F.col("user_a").alias("other"), "similarity")
+            )
+            rank = F.row_number().over(
+                Window.partitionBy("user").orderBy(F.desc("similarity"), F.asc("other"))
+            )
             kept = (
                 directed.withColumn("rank", rank)
                 .filter(F.col("rank") <= cfg.top_k)
@@ -99,5 +108,7 @@ def pearson_similarity_spark(
         result = pairs.toPandas()
     if len(result) == 0:
         return empty_similarity()
-    result = result.astype({"user_a": np.int64, "user_b": np.int64, "similarity": np.float64, "n_corated": np.int64})
+    result = result.astype(
+        {"user_a": np.int64, "user_b": np.int64, "similarity": np.float64, "n_corated": np.int64}
+    )
     return result.sort_values(["user_a", "user_b"], ignore_index=True)[SIMILARITY_COLUMNS]

@@ -46,7 +46,9 @@ def category_segments(data: LookalikeData) -> tuple[sp.csr_matrix, np.ndarray] |
     return membership, np.char.add("category:", names)
 
 
-def item_cluster_segments(data: LookalikeData, n_clusters: int, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
+def item_cluster_segments(
+    data: LookalikeData, n_clusters: int, seed: int = 0
+) -> tuple[sp.csr_matrix, np.ndarray]:
     """Fallback segments: k-means on the SVD of the item × user co-purchase matrix."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import TruncatedSVD

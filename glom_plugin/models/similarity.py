@@ -53,7 +53,8 @@ def _aggregate_max(sims: np.ndarray) -> np.ndarray:  # Eq. 3
     return sims.max(axis=1)
 
 
-def _aggregate_probabilistic(sims: np.ndarray) -> np.ndarray:  # Eq. 4, in log space so many seeds do not underflow
+def _aggregate_probabilistic(sims: np.ndarray) -> np.ndarray:
+    """Eq. 4, in log space so thousands of seeds do not underflow."""
     clipped = np.clip(sims, 0.0, 1.0 - 1e-12)
     return -np.expm1(np.log1p(-clipped).sum(axis=1))
 
@@ -69,7 +70,9 @@ SEED_AGGREGATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def pairwise_similarity(candidates: sp.csr_matrix, seeds: sp.csr_matrix, measure: str = "jaccard") -> np.ndarray:
+def pairwise_similarity(
+    candidates: sp.csr_matrix, seeds: sp.csr_matrix, measure: str = "jaccard"
+) -> np.ndarray:
     """Dense (n_candidates, n_seeds) similarity matrix of binary feature rows (use for small inputs)."""
     inter = (candidates @ seeds.T).toarray().astype(np.float64)
     cand_sizes = np.asarray(candidates.sum(axis=1), dtype=np.float64).ravel()

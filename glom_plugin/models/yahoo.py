@@ -143,7 +143,9 @@ class GraphConstraintModel(LookalikeModel):
         fw = self.campaign_weights(seeds, neighbors)
         scores = np.asarray(self.features.matrix[neighbors] @ fw.weights).ravel()
         order = np.lexsort((neighbors, -scores))[:k]
-        return LookalikeAudience(users=neighbors[order], scores=scores[order], features=self._feature_table(fw, 50))
+        return LookalikeAudience(
+            users=neighbors[order], scores=scores[order], features=self._feature_table(fw, 50)
+        )
 
     def _feature_table(self, fw: FeatureWeights, top: int | None) -> pd.DataFrame:
         positive = np.flatnonzero(fw.weights > 0)

@@ -84,7 +84,14 @@ def _tiny_data(with_categories: bool) -> LookalikeData:
 def test_user_features_are_items_liked_and_categories():
     feats = build_user_features(_tiny_data(with_categories=True))
     assert list(feats.names) == [
-        "item:x", "item:y", "item:z", "liked:x", "liked:y", "liked:z", "category:books", "category:games",
+        "item:x",
+        "item:y",
+        "item:z",
+        "liked:x",
+        "liked:y",
+        "liked:z",
+        "category:books",
+        "category:games",
     ]
     expected = np.array(
         [
@@ -120,7 +127,9 @@ def test_jaccard_and_cosine_match_the_set_formulas():
         assert jac[i, j] == pytest.approx(want_j)
         assert cos[i, j] == pytest.approx(want_c)
     # Eq. 3 (max) and Eq. 4 (probabilistic), blockwise with a block smaller than the input.
-    np.testing.assert_allclose(similarity_to_seeds(cand, seeds, "jaccard", "max", block_size=3), jac.max(axis=1))
+    np.testing.assert_allclose(
+        similarity_to_seeds(cand, seeds, "jaccard", "max", block_size=3), jac.max(axis=1)
+    )
     np.testing.assert_allclose(
         similarity_to_seeds(cand, seeds, "cosine", "probabilistic", block_size=2),
         1 - np.prod(1 - cos, axis=1),
@@ -144,7 +153,9 @@ def test_model_beats_random_and_is_deterministic(planted, name):
     pr_auc, positive_rate = _mean_pr_auc(model, campaigns)
     # Four coarse categories make weak segments (the paper's caveat about segment quality): 1.3x, others 2x.
     margin = 1.3 if name == "segments" else 2.0
-    assert pr_auc >= margin * positive_rate, f"{name}: PR-AUC {pr_auc:.3f} vs positive rate {positive_rate:.3f}"
+    assert pr_auc >= margin * positive_rate, (
+        f"{name}: PR-AUC {pr_auc:.3f} vs positive rate {positive_rate:.3f}"
+    )
     again = create_model(name, GlomConfig(), seed=0).fit(data)
     for campaign, _ in campaigns[:3]:
         np.testing.assert_array_equal(model.score_campaign(campaign), again.score_campaign(campaign))
@@ -210,7 +221,9 @@ def test_lsh_candidate_recall_against_exact_jaccard_is_measured():
     assert recall >= 0.9, f"LSH recall {recall:.3f} at J >= 0.5"
     assert len(found) < 0.05 * n * (n - 1) / 2  # far fewer pairs than brute force examines
     # The verified graph keeps the true edges it found, weighted by exact Jaccard.
-    graph = build_user_graph(X, bands=cfg.lsh_bands, rows=cfg.lsh_rows, min_similarity=0.5, neighbors_per_user=50)
+    graph = build_user_graph(
+        X, bands=cfg.lsh_bands, rows=cfg.lsh_rows, min_similarity=0.5, neighbors_per_user=50
+    )
     edges = graph.edges()
     assert pair_recall(edges[["user_a", "user_b"]].to_numpy(), truth, n) == pytest.approx(recall)
     np.testing.assert_allclose(
