@@ -188,8 +188,9 @@ def sample_task(
     and since ingestion keeps only users with interactions, isolation itself would betray a held-out
     purchaser. Such seeds/positives are left out and counted in ``notes``, never silently.
     Negatives and non-seeds are drawn from active users who never interacted with the item (held-out
-    purchasers of *other* tasks are eligible: they did not buy this one). Raises when a task has no
-    usable seed, positive or negative.
+    purchasers of *other* tasks are eligible: they did not buy this one). When there are fewer such users
+    than both 1:10 sets need, the pool is shared in proportion and the shortfall is counted in ``notes``
+    (``negatives_short``, ``non_seeds_short``). Raises when a task has no usable seed, positive or negative.
     """
     if negative_ratio < 1:
         raise ValueError("evaluate.negative_ratio must be >= 1")
@@ -211,11 +212,18 @@ def sample_task(
     pool = np.setdiff1d(active_users, bought, assume_unique=True)
     if len(pool) == 0:
         raise ValueError(f"task {item_id!r}: every user interacted with the item; no negatives to sample")
-    n_neg = min(negative_ratio * len(pos_idx), len(pool))
-    notes["negatives_short"] = negative_ratio * len(pos_idx) - n_neg
+    want_neg, want_non_seeds = negative_ratio * len(pos_idx), negative_ratio * len(seed_idx)
+    if len(pool) >= want_neg + want_non_seeds:
+        n_neg = want_neg
+    else:
+        # Too few non-purchasers for both 1:10 sets: share the pool in proportion, so per-campaign
+        # models still get non-seeds (at least one of each while the pool has two users).
+        n_neg = int(len(pool) * want_neg / (want_neg + want_non_seeds))
+        n_neg = min(max(n_neg, 1), len(pool) - 1) if len(pool) > 1 else len(pool)
+    notes["negatives_short"] = want_neg - n_neg
     negatives = rng.choice(pool, size=n_neg, replace=False)
     rest = rng.permutation(np.setdiff1d(pool, negatives, assume_unique=True))
-    notes["non_seeds_short"] = max(negative_ratio * len(seed_idx) - len(rest), 0)
+    notes["non_seeds_short"] = max(want_non_seeds - len(rest), 0)
     candidates = np.concatenate([pos_idx, negatives])
     labels = np.concatenate([np.ones(len(pos_idx), bool), np.zeros(n_neg, bool)])
     order = rng.permutation(len(candidates))

@@ -4,7 +4,9 @@ Peak memory is the process's resident set size (RSS) high-water mark during the 
 the RSS when it started, in MiB. It counts everything the model touches — numpy, torch, DGL's C++
 allocations — which Python's ``tracemalloc`` would miss (it sees only Python-level allocations and
 slows pure-Python code). On Linux the kernel's high-water mark (VmHWM) is reset by writing "5" to
-``/proc/self/clear_refs`` and read back at the end: exact, no sampling. Elsewhere (or when that file is
+``/proc/self/clear_refs`` and read back at the end: exact, no sampling. Memory a previous model freed but
+the allocator kept would be reused unseen, so ``release_free_memory`` trims the heap before each model;
+the number is still a lower bound of what the model would need alone in a fresh process. Elsewhere (or when that file is
 not writable) a background thread samples RSS with psutil every 10 ms, which can miss a peak shorter
 than that. ``method`` says which one produced a number. With CUDA in use, the torch allocator's peak
 GPU memory is reported too.
@@ -12,6 +14,8 @@ GPU memory is reported too.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import sys
 import threading
 import time
@@ -52,6 +56,17 @@ def _cuda_torch():  # torch only if the model already imported it and CUDA is th
     if torch is not None and torch.cuda.is_available():
         return torch
     return None
+
+
+def release_free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so the next
+    measurement starts from a low RSS instead of silently reusing a previous model's freed memory,
+    which would hide that model's peak from an RSS-based measure."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the measure is then a lower bound, as documented
+        pass
 
 
 def memory_method() -> str:

@@ -20,7 +20,6 @@ seed list is cut to each size (candidates and positives unchanged, so only the s
 
 from __future__ import annotations
 
-import gc
 import time
 import traceback
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from glom_plugin.evaluate.campaigns import (
     split_tasks,
 )
 from glom_plugin.evaluate.metrics import campaign_metrics
-from glom_plugin.evaluate.resources import ResourceMeter, memory_method
+from glom_plugin.evaluate.resources import ResourceMeter, memory_method, release_free_memory
 from glom_plugin.evaluate.results import EvaluationResult, ModelRun, RunRecord, SweepResult, TaskResult
 from glom_plugin.evaluate.training_data import DataBuilder, EvaluationTables, build_training_data
 from glom_plugin.graph.dataset import LookalikeData
@@ -206,15 +205,17 @@ def _fit_and_score(
     progress: tqdm,
 ) -> dict[int, tuple[ModelRun, tuple[np.ndarray, np.ndarray] | None]]:
     """Fit one model once, score every campaign of every variant; a raise marks it failed, not fatal."""
-    gc.collect()  # so the memory baseline is not the previous model's garbage
     model_runs = {i: ModelRun(model=name, run=run) for i in campaigns}
     pooled: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {i: ([], []) for i in campaigns}
     stage = "create"
     done = 0
     meter = ResourceMeter()
+    model = None
     try:
+        # Created (and its libraries imported) before measuring: the table reports fit + score only.
+        model = create_model(name, model_cfg, seed=seed)
+        release_free_memory()
         with meter:
-            model = create_model(name, model_cfg, seed=seed)
             stage = "fit"
             start = time.perf_counter()
             model.fit(data)
@@ -246,7 +247,7 @@ def _fit_and_score(
             model_run.traceback = traceback.format_exc(limit=8)
         progress.update(sum(len(c) for c in campaigns.values()) - done)
     finally:
-        model = None  # noqa: F841 — release the model before the next one is measured
+        del model  # release the model before the next one is measured
     usage = meter.usage
     for model_run in model_runs.values():
         if usage is not None:

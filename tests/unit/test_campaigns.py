@@ -166,3 +166,21 @@ def test_isolated_users_are_left_out_and_counted() -> None:
     campaign = samples[0].campaign()
     assert lonely_idx not in set(campaign.campaign.candidates)
     assert samples[0].notes["positives_without_training_edges"] == 1
+
+
+def test_a_small_pool_is_shared_so_per_campaign_models_still_get_non_seeds() -> None:
+    polarity, data = _world(n_users=120)
+    purchasers = purchasers_by_item(polarity)
+    purchasers["filler"] = purchasers["filler"][:30]  # a task of 30 purchasers among 120 users: 90 < 10 x 30
+    tasks = select_tasks({"filler": purchasers["filler"]}, 4, 1, seed=0)
+    samples, _ = sample_tasks(split_tasks(tasks, purchasers, 0.5, 1, 0), purchasers, data, 10, 1, 0)
+    sample = samples[0]
+    campaign = sample.campaign()
+    n_pool = data.n_users - len(purchasers[tasks[0].item_id])
+    n_neg = int((~campaign.labels).sum())
+    n_pos, n_seeds = int(campaign.labels.sum()), len(campaign.campaign.seeds)
+    assert n_neg + len(campaign.campaign.non_seeds) == n_pool  # the whole pool is used, split in two
+    assert n_neg < 10 * n_pos and len(campaign.campaign.non_seeds) < 10 * n_seeds
+    assert n_neg == int(n_pool * n_pos / (n_pos + n_seeds))  # in proportion to what each set wanted
+    assert sample.notes["negatives_short"] == 10 * n_pos - n_neg
+    assert sample.notes["non_seeds_short"] == 10 * n_seeds - len(campaign.campaign.non_seeds)
