@@ -224,9 +224,10 @@ def run_ingest(
             min_item_interactions=cfg.data.min_item_interactions,
         )
         all_rows = stage / "accepted.parquet"
-        user_counts, item_counts = _first_pass(reader, scale, cfg.id_salt(), rejects, all_rows, report)
+        counts = _first_pass(reader, scale, cfg.id_salt(), rejects, all_rows, report)
         _check_rejects(cfg, rejects, files, report, layout)
-        keep_users, keep_items = _kcore(all_rows, user_counts, item_counts, cfg, report)
+        keep_users, keep_items = _kcore(all_rows, *counts, cfg, report)
+        del counts  # per-user / per-item counters: the largest O(users) structures, done with
         _final_pass(all_rows, keep_users, keep_items, stage, report)
         _write_items(reader, keep_items, stage / "items.parquet", report)
         # Metadata rejects are known only now; they are reported but not part of the reject ratio.
@@ -341,7 +342,7 @@ def _final_pass(all_rows: Path, keep_users: pa.Array, keep_items: pa.Array, stag
     n_inter: Counter[str] = Counter()
     n_text: Counter[str] = Counter()
     with pq.ParquetWriter(stage / "interactions.parquet", INTERACTIONS_SCHEMA) as writer:
-        for batch in pq.ParquetFile(all_rows).iter_batches(batch_size=1 << 18):
+        for batch in pq.ParquetFile(all_rows).iter_batches(batch_size=1 << 16):
             table = pa.Table.from_batches([batch]).cast(INTERACTIONS_SCHEMA)
             mask = pc.and_(_is_in(table["user_id"], keep_users), _is_in(table["item_id"], keep_items))
             table = table.filter(mask)

@@ -114,6 +114,13 @@ def frame_from_rows(rows: dict[str, list[Any]], lines: list[int]) -> pd.DataFram
     return pd.DataFrame(data)
 
 
+def frame_from_tuples(rows: list[tuple[Any, ...]], lines: list[int]) -> pd.DataFrame:
+    """A chunk frame from row tuples in ``INTERACTION_COLUMNS`` order."""
+    frame = pd.DataFrame.from_records(rows, columns=list(INTERACTION_COLUMNS), coerce_float=False)
+    frame.insert(0, "_line", np.asarray(lines, dtype=np.int64))
+    return frame
+
+
 def item_frame(rows: dict[str, list[Any]]) -> pd.DataFrame:
     n = len(rows["item_id"])
     return pd.DataFrame({column: rows.get(column, [None] * n) for column in ITEM_COLUMNS})
