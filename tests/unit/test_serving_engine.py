@@ -1,0 +1,65 @@
+"""The service's request logic in-process: limits, defaults, batch isolation, provenance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from glom_plugin.config import GlomConfig
+from glom_plugin.expand.expander import expand_audience
+from glom_plugin.models.artifact import TrainedModel
+from glom_plugin.serving.engine import ExpansionEngine, InvalidRequest
+from glom_plugin.serving.schemas import ExpandRequest, request_model
+
+
+@pytest.fixture(scope="module")
+def engine():
+    rng = np.random.default_rng(0)
+    model = TrainedModel(
+        model_name="m", user_ids=np.array([f"u{i}" for i in range(200)]), user_embeddings=rng.normal(size=(200, 8)),
+        metrics={"data_date": "2026-11-01"},
+    )
+    cfg = GlomConfig().with_overrides(**{"serving.max_seeds": 10, "serving.max_k": 50, "expand.top_k": 30})
+    return ExpansionEngine(model, cfg, uri="local", provenance={"version": "7", "alias": "champion"})
+
+
+def test_defaults_and_limits(engine):
+    answer = engine.expand(ExpandRequest(seed_ids=["u1", "u2"]))
+    assert answer.n_lookalikes == 30 and answer.k == 30 and answer.model_version == "7"
+    with pytest.raises(InvalidRequest, match="max_seeds=10"):
+        engine.expand(ExpandRequest(seed_ids=[f"u{i}" for i in range(11)]))
+    with pytest.raises(InvalidRequest, match="max_k=50"):
+        engine.expand(ExpandRequest(seed_ids=["u1"], k=51))
+    with pytest.raises(InvalidRequest, match="none of the 1 seed ids is known"):
+        engine.expand(ExpandRequest(seed_ids=["ghost"]))
+
+
+def test_threshold_without_k_returns_everyone_above_t_up_to_max_k(engine):
+    answer = engine.expand(ExpandRequest(seed_ids=["u1"], threshold=0.2, aggregation="max"))
+    scores = [r.score for r in answer.lookalikes]
+    assert all(s >= 0.2 for s in scores) and len(scores) <= 50
+    exact = expand_audience(engine.model, ["u1"], engine.cfg.expand.model_copy(update={"aggregation": "max", "threshold": 0.2}), k=50)
+    assert [r.user_id for r in answer.lookalikes] == exact.lookalikes["user_id"].tolist()
+
+
+def test_batch_keeps_going_past_a_bad_campaign(engine):
+    answers = engine.expand_many(
+        [ExpandRequest(seed_ids=["u3"], k=5, campaign="a"), ExpandRequest(seed_ids=["ghost"], campaign="b")]
+    )
+    assert answers[0].n_lookalikes == 5 and answers[0].error is None
+    assert answers[1].lookalikes == [] and "ghost" in answers[1].error
+
+
+def test_request_schema_rejects_bad_input():
+    model = request_model(GlomConfig().serving.model_copy(update={"max_seeds": 3, "max_k": 9}))
+    for bad in ({"seed_ids": []}, {"seed_ids": ["a"] * 4}, {"seed_ids": ["a"], "k": 0}, {"seed_ids": ["a"], "k": 10},
+                {"seed_ids": ["a"], "aggregation": "median"}, {"seed_ids": [""]}, {"seed_ids": ["a"], "x": 1}):
+        with pytest.raises(ValidationError):
+            model.model_validate(bad)
+    assert model.model_validate({"seed_ids": ["a", "b"], "k": 9}).k == 9
+
+
+def test_model_info_carries_provenance(engine):
+    info = engine.info()
+    assert (info.version, info.alias, info.data_date, info.n_users, info.index_kind) == ("7", "champion", "2026-11-01", 200, "flat")
