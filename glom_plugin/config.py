@@ -264,7 +264,7 @@ class MetaHeacBaselineConfig(_Section):
     max_tasks: int = Field(200, ge=1)
     inner_lr: float = Field(0.1, gt=0.0)
     inner_steps: int = Field(1, ge=1)
-    outer_lr: float = Field(0.005, gt=0.0)
+    outer_lr: float = Field(0.01, gt=0.0)
     # Test-time fine-tuning on a campaign's seeds vs non-seeds: hot campaigns (>= hot_seed_threshold seeds)
     # get more steps than cold ones, which would over-fit a handful of seeds.
     hot_seed_threshold: int = Field(20, ge=1)
