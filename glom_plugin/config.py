@@ -65,6 +65,9 @@ class SimilarityConfig(_Section):
     top_k: int = 20
     # Users are processed in blocks of this many rows so memory stays bounded.
     block_size: int = 2048
+    # ...and a block is also cut when its users' co-rating products (Σ over their items of the item's
+    # degree, an upper bound on candidate pairs) exceed this, so popular items cannot blow memory up.
+    block_pairs_budget: int = 20_000_000
 
 
 class ProfileConfig(_Section):

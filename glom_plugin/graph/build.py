@@ -26,7 +26,9 @@ from glom_plugin.layout import RunLayout
 from glom_plugin.storage import write_json, write_parquet
 
 EDGE_COLUMNS = ["user_idx", "item_idx", "rating_norm", "sentiment", "polarity", "liked"]
-INDEX_SCHEMA = pa.schema([pa.field("idx", pa.int64(), nullable=False), pa.field("id", pa.string(), nullable=False)])
+INDEX_SCHEMA = pa.schema(
+    [pa.field("idx", pa.int64(), nullable=False), pa.field("id", pa.string(), nullable=False)]
+)
 # Parquet key-value metadata on polarity_edges naming the scorer of its ``sentiment`` column.
 SENTIMENT_BACKEND_METADATA = b"glom.sentiment_backend"
 
@@ -35,8 +37,10 @@ def _index_of(ids: pd.Series, index: pd.Index, what: str) -> np.ndarray:
     positions = index.get_indexer(ids)
     if (positions < 0).any():
         unknown = ids[positions < 0].unique()[:3].tolist()
-        raise ValueError(f"build_lookalike_data: {int((positions < 0).sum())} edges have a {what} not in the given "
-                         f"{what} list, e.g. {unknown}")
+        raise ValueError(
+            f"build_lookalike_data: {int((positions < 0).sum())} edges have a {what} not in the given "
+            f"{what} list, e.g. {unknown}"
+        )
     return positions.astype(np.int64)
 
 
@@ -50,11 +54,17 @@ def item_category_matrix(items: pd.DataFrame | None, item_ids: np.ndarray) -> tu
     present = position >= 0
     pairs = []
     if "categories" in items:
-        exploded = pd.DataFrame({"row": position[present], "category": items.loc[present, "categories"].to_numpy()})
+        exploded = pd.DataFrame(
+            {"row": position[present], "category": items.loc[present, "categories"].to_numpy()}
+        )
         exploded = exploded.explode("category")
         pairs.append(exploded)
     if "main_category" in items:
-        pairs.append(pd.DataFrame({"row": position[present], "category": items.loc[present, "main_category"].to_numpy()}))
+        pairs.append(
+            pd.DataFrame(
+                {"row": position[present], "category": items.loc[present, "main_category"].to_numpy()}
+            )
+        )
     if not pairs:
         return sp.csr_matrix((n_items, 0), dtype=np.float32), []
     frame = pd.concat(pairs, ignore_index=True)
@@ -116,7 +126,9 @@ def build_lookalike_data(
     )
 
 
-def apply_min_interactions(interactions: pd.DataFrame, cfg: GlomConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+def apply_min_interactions(
+    interactions: pd.DataFrame, cfg: GlomConfig
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """Drop users / items below ``data.min_user_interactions`` / ``min_item_interactions``, repeatedly until
     both hold (dropping an item can push a user under the bar). Counts are returned for the report:
     nothing leaves silently."""
@@ -151,7 +163,9 @@ def _read_sentiment_cache(layout: RunLayout, backend_key: str) -> pd.DataFrame |
 
 def _write_polarity(polarity: pd.DataFrame, layout: RunLayout, backend_key: str) -> None:
     table = pa.Table.from_pandas(polarity, schema=POLARITY_SCHEMA, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), SENTIMENT_BACKEND_METADATA: backend_key.encode()})
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), SENTIMENT_BACKEND_METADATA: backend_key.encode()}
+    )
     write_parquet(table, layout.polarity_edges)
 
 
@@ -159,15 +173,23 @@ def _percentiles(values: np.ndarray) -> dict[str, float]:
     if len(values) == 0:
         return {}
     qs = np.percentile(values, [50, 90, 99])
-    return {"p50": float(qs[0]), "p90": float(qs[1]), "p99": float(qs[2]), "max": float(values.max()),
-            "mean": float(values.mean())}
+    return {
+        "p50": float(qs[0]),
+        "p90": float(qs[1]),
+        "p99": float(qs[2]),
+        "max": float(values.max()),
+        "mean": float(values.mean()),
+    }
 
 
 def graph_report(data: LookalikeData, graph: Any) -> dict[str, Any]:
     """Sizes and shapes of the KG: nodes and edges per type, degree percentiles, text share of polarity."""
     edges = data.edges
     similar_degree = np.bincount(
-        np.r_[data.similarity["user_a"].to_numpy(dtype=np.int64), data.similarity["user_b"].to_numpy(dtype=np.int64)],
+        np.r_[
+            data.similarity["user_a"].to_numpy(dtype=np.int64),
+            data.similarity["user_b"].to_numpy(dtype=np.int64),
+        ],
         minlength=data.n_users,
     )
     return {
@@ -190,7 +212,11 @@ def run_graph_stage(cfg: GlomConfig, layout: RunLayout) -> dict[str, Any]:
     """The stage. Writes polarity_edges, similarity_edges, user/item index, knowledge_graph.bin, triples and
     graph_report.json under ``layout.graph_dir``; GX results under ``layout.validation_dir / "graph"``.
     Raises ``ValidationFailed`` (and writes no graph) when the edges break a suite."""
-    from glom_plugin.graph.knowledge_graph import build_knowledge_graph, knowledge_graph_triples, save_knowledge_graph
+    from glom_plugin.graph.knowledge_graph import (
+        build_knowledge_graph,
+        knowledge_graph_triples,
+        save_knowledge_graph,
+    )
     from glom_plugin.graph.polarity import polarity_from_sentiment, score_review_sentiment
     from glom_plugin.graph.similarity import similarity_with_ids
     from glom_plugin.platform.gx_gate import validate_tables
@@ -232,8 +258,12 @@ def run_graph_stage(cfg: GlomConfig, layout: RunLayout) -> dict[str, Any]:
 
     _write_polarity(polarity, layout, backend_key)
     write_parquet(similarity, layout.similarity_edges, schema=SIMILARITY_SCHEMA)
-    write_parquet(pd.DataFrame({"idx": np.arange(data.n_users), "id": data.user_ids}), layout.user_index, INDEX_SCHEMA)
-    write_parquet(pd.DataFrame({"idx": np.arange(data.n_items), "id": data.item_ids}), layout.item_index, INDEX_SCHEMA)
+    write_parquet(
+        pd.DataFrame({"idx": np.arange(data.n_users), "id": data.user_ids}), layout.user_index, INDEX_SCHEMA
+    )
+    write_parquet(
+        pd.DataFrame({"idx": np.arange(data.n_items), "id": data.item_ids}), layout.item_index, INDEX_SCHEMA
+    )
     graph = build_knowledge_graph(data, cfg.graph)
     save_knowledge_graph(graph, layout.knowledge_graph)
     write_parquet(knowledge_graph_triples(data, cfg.graph), layout.triples, schema=TRIPLES_SCHEMA)

@@ -118,7 +118,9 @@ def build_knowledge_graph(data: LookalikeData, graph_cfg: GraphConfig) -> dgl.DG
             reverse = (rel.tail_type, REVERSE_RELATION[rel.name], rel.head_type)
             graph_data[reverse] = (tail, head)
             weights[reverse] = rel.weight
-    graph = dgl.heterograph(graph_data, num_nodes_dict={USER: data.n_users, ITEM: data.n_items}, idtype=torch.int64)
+    graph = dgl.heterograph(
+        graph_data, num_nodes_dict={USER: data.n_users, ITEM: data.n_items}, idtype=torch.int64
+    )
     for etype, weight in weights.items():
         graph.edges[etype].data["weight"] = torch.from_numpy(weight.astype(np.float32))
     return graph
@@ -148,7 +150,9 @@ def knowledge_graph_triples(
                 )
             )
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(TRIPLE_COLUMNS, ["int64", "object"] * 3)})
+        return pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in zip(TRIPLE_COLUMNS, ["int64", "object"] * 3, strict=False)}
+        )
     return pd.concat(frames, ignore_index=True)[TRIPLE_COLUMNS]
 
 
@@ -162,7 +166,9 @@ def to_homogeneous_triples(data: LookalikeData, graph_cfg: GraphConfig) -> Homog
     dst = np.concatenate([rel.tail + offset[rel.tail_type] for rel in relations])
     rel_ids = np.concatenate([np.full(len(rel.head), i, dtype=np.int64) for i, rel in enumerate(relations)])
     weight = np.concatenate([rel.weight for rel in relations]).astype(np.float64)
-    return HomogeneousTriples(src.astype(np.int64), rel_ids, dst.astype(np.int64), weight, names, data.n_users, data.n_items)
+    return HomogeneousTriples(
+        src.astype(np.int64), rel_ids, dst.astype(np.int64), weight, names, data.n_users, data.n_items
+    )
 
 
 def save_knowledge_graph(graph: dgl.DGLGraph, path: str | Path) -> Path:

@@ -61,7 +61,9 @@ def score_review_sentiment(
     todo = np.ones(len(out), dtype=bool)
     if cache is not None and len(cache) and len(out):
         known = cache.loc[cache["sentiment"].notna(), ["user_id", "item_id", "sentiment"]]
-        merged = out[["user_id", "item_id"]].merge(known, on=["user_id", "item_id"], how="left", validate="m:1")
+        merged = out[["user_id", "item_id"]].merge(
+            known, on=["user_id", "item_id"], how="left", validate="m:1"
+        )
         cached = merged["sentiment"].to_numpy(dtype=np.float64)
         hit = ~np.isnan(cached)
         sentiment[hit] = cached[hit]
@@ -112,8 +114,12 @@ def polarity_from_sentiment(frame: pd.DataFrame, cfg: PolarityConfig | GlomConfi
     polarity = np.where(has_text, alpha * rating + (1.0 - alpha) * np.nan_to_num(sentiment), rating)
 
     # Item average sentiment over the reviews with text in this frame (NaN-skipping mean).
-    item_mean_sentiment = frame.groupby("item_id", sort=False)["sentiment"].transform("mean").to_numpy(dtype=np.float64)
-    user_mean_rating = frame.groupby("user_id", sort=False)["rating_norm"].transform("mean").to_numpy(dtype=np.float64)
+    item_mean_sentiment = (
+        frame.groupby("item_id", sort=False)["sentiment"].transform("mean").to_numpy(dtype=np.float64)
+    )
+    user_mean_rating = (
+        frame.groupby("user_id", sort=False)["rating_norm"].transform("mean").to_numpy(dtype=np.float64)
+    )
     favourable = rating >= FAVOURABLE_RATING
     # The tolerance keeps a value equal to its group's mean a "like" despite float rounding in the mean.
     liked_text = (sentiment >= item_mean_sentiment - _TIE_TOLERANCE) & favourable

@@ -37,6 +37,8 @@ SimilarityBackend = Callable[[pd.DataFrame, int, int, SimilarityConfig], pd.Data
 # A sum of squared deviations this small relative to Σp² is rounding noise: the user's polarity is
 # constant over CM and Pearson is undefined (scipy.stats.pearsonr returns NaN there too).
 _RELATIVE_VARIANCE_FLOOR = 1e-10
+# The streaming top_k prune waits until the candidate pool holds at least this many pairs (~160 MB).
+PRUNE_MIN_ROWS = 5_000_000
 
 
 def empty_similarity() -> pd.DataFrame:
@@ -54,7 +56,9 @@ def resolve_similarity_backend(name: str) -> SimilarityBackend:
     try:
         dotted = SIMILARITY_BACKENDS[name]
     except KeyError:
-        raise ValueError(f"unknown similarity backend {name!r}; known: {sorted(SIMILARITY_BACKENDS)}") from None
+        raise ValueError(
+            f"unknown similarity backend {name!r}; known: {sorted(SIMILARITY_BACKENDS)}"
+        ) from None
     module_name, function_name = dotted.split(":")
     try:
         module = importlib.import_module(module_name)
@@ -81,11 +85,42 @@ def compute_similarity(
 
 
 def _aligned_data(product: sp.csr_matrix, pattern: sp.csr_matrix) -> np.ndarray:
-    """The values of ``product`` in the order of ``pattern``'s stored entries (same sparsity, checked)."""
+    """The values of ``product`` in the order of ``pattern``'s stored entries.
+
+    scipy's CSR product (SMMP) orders each output row by the operands' *structure* only, so products of
+    operands with identical patterns come out in the same order and need no sorting (the expensive part);
+    that is checked, and sorting is the fallback should a scipy version behave otherwise.
+    """
+    if np.array_equal(product.indptr, pattern.indptr) and np.array_equal(product.indices, pattern.indices):
+        return product.data
     product.sort_indices()
-    if not (np.array_equal(product.indptr, pattern.indptr) and np.array_equal(product.indices, pattern.indices)):
+    rows = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
+    order = np.lexsort((pattern.indices, rows))  # pattern's entries in sorted (row, column) order
+    if not (
+        np.array_equal(product.indptr, pattern.indptr)
+        and np.array_equal(product.indices, pattern.indices[order])
+    ):
         raise AssertionError("similarity: co-rated sums lost their common sparsity pattern")
-    return product.data
+    aligned = np.empty_like(product.data)
+    aligned[order] = product.data
+    return aligned
+
+
+def user_blocks(user_cost: np.ndarray, block_size: int, pairs_budget: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) user ranges of at most ``block_size`` users whose summed cost stays within
+    ``pairs_budget`` (a single user over budget gets a block of its own)."""
+    blocks: list[tuple[int, int]] = []
+    n_users = len(user_cost)
+    block_size = max(1, block_size)
+    cumulative = np.concatenate([[0.0], np.cumsum(user_cost, dtype=np.float64)])
+    start = 0
+    while start < n_users:
+        # Furthest stop with cumulative cost within budget, at least one user, at most block_size users.
+        stop = int(np.searchsorted(cumulative, cumulative[start] + pairs_budget, side="right")) - 1
+        stop = min(max(stop, start + 1), start + block_size, n_users)
+        blocks.append((start, stop))
+        start = stop
+    return blocks
 
 
 def pearson_similarity_memory(
@@ -93,11 +128,16 @@ def pearson_similarity_memory(
 ) -> pd.DataFrame:
     """Eq. 1 for every user pair, with sparse matrix products over user blocks — no loop over pairs.
 
-    With B the users×items indicator and P the polarity matrix, for a block of users (rows a) against all
-    users (columns b), the sums over CM are: n = B·Bᵀ, Σp_a = P·Bᵀ, Σp_b = B·Pᵀ, Σp_a² = P²·Bᵀ,
-    Σp_b² = B·(P²)ᵀ, Σp_a p_b = P·Pᵀ; then cov = Σp_a p_b − Σp_a Σp_b / n and var likewise — Pearson
-    over CM. Polarity is shifted by +1 first (Pearson is shift-invariant) so no stored value is 0 and
-    every product has exactly the sparsity pattern of n.
+    With B the users×items indicator and P the polarity matrix, for a block of users (rows a) against the
+    users after them (columns b > a), the sums over CM are: n = B·Bᵀ, Σp_a = P·Bᵀ, Σp_b = B·Pᵀ,
+    Σp_a² = P²·Bᵀ, Σp_b² = B·(P²)ᵀ, Σp_a p_b = P·Pᵀ; then cov = Σp_a p_b − Σp_a Σp_b / n and var likewise
+    — Pearson over CM. Polarity is shifted by +1 first (Pearson is shift-invariant) so no stored value is 0
+    and every product has exactly the sparsity pattern of n. The work is Σ_items degree², like any exact
+    all-pairs method (the Spark backend's self-join does the same sums).
+
+    top_k is applied exactly while streaming: after each block the pool of candidate pairs is pruned to
+    those in the current top_k of at least one endpoint; later blocks only add competitors, so a pruned
+    pair could never come back.
     """
     if len(edges) == 0 or n_users == 0:
         return empty_similarity()
@@ -110,31 +150,41 @@ def pearson_similarity_memory(
         raise ValueError("similarity: a (user, item) pair occurs more than once in the polarity edges")
     polarity = sp.csr_matrix((shifted, (users, items)), shape=shape)
     polarity_sq = sp.csr_matrix((shifted * shifted, (users, items)), shape=shape)
-    indicator_t = indicator.T.tocsr()
-    polarity_t = polarity.T.tocsr()
-    polarity_sq_t = polarity_sq.T.tocsr()
 
     min_corated = max(2, cfg.min_corated)  # Pearson needs two co-rated items
     top_k = cfg.top_k if cfg.top_k > 0 else None
-    block = max(1, cfg.block_size)
-    kept: list[pd.DataFrame] = []
-    for start in tqdm(range(0, n_users, block), desc="similarity (Eq. 1)", unit="block", leave=False):
-        stop = min(start + block, n_users)
+    # Upper bound on the pairs each user's row of B·Bᵀ can hold: Σ over its items of the item degree.
+    item_degree = np.asarray(indicator.sum(axis=0)).ravel()
+    user_cost = np.asarray(indicator @ item_degree).ravel()
+    pool = empty_similarity()
+    pending: list[pd.DataFrame] = []
+    pending_rows = 0
+    # Prune the candidate pool once it outgrows a few times its final size (and a few million rows).
+    prune_at = max(4 * n_users * top_k, PRUNE_MIN_ROWS) if top_k is not None else None
+    for start, stop in tqdm(
+        user_blocks(user_cost, cfg.block_size, cfg.block_pairs_budget),
+        desc="similarity (Eq. 1)",
+        unit="block",
+        leave=False,
+    ):
+        # Right operands: only users from `start` on (pairs with b < start were found in earlier blocks).
+        b_right, p_right, p2_right = (m[start:].T.tocsr() for m in (indicator, polarity, polarity_sq))
         b_block, p_block, p2_block = indicator[start:stop], polarity[start:stop], polarity_sq[start:stop]
-        n = (b_block @ indicator_t).tocsr()
-        n.sort_indices()
-        rows = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(n.indptr))
-        cols = n.indices.astype(np.int64)
-        count = n.data
-        keep = (cols != rows) & (count >= min_corated)
-        if not keep.any():
+        n = (b_block @ b_right).tocsr()
+        hit = np.flatnonzero(n.data >= min_corated)
+        rows = start + np.searchsorted(n.indptr, hit, side="right") - 1
+        cols = start + n.indices[hit].astype(np.int64)
+        upper = cols > rows
+        hit, rows, cols = hit[upper], rows[upper], cols[upper]
+        if len(hit) == 0:
             continue
-        sum_a = _aligned_data((p_block @ indicator_t).tocsr(), n)[keep]
-        sum_b = _aligned_data((b_block @ polarity_t).tocsr(), n)[keep]
-        sum_aa = _aligned_data((p2_block @ indicator_t).tocsr(), n)[keep]
-        sum_bb = _aligned_data((b_block @ polarity_sq_t).tocsr(), n)[keep]
-        sum_ab = _aligned_data((p_block @ polarity_t).tocsr(), n)[keep]
-        rows, cols, count = rows[keep], cols[keep], count[keep]
+        count = n.data[hit]
+        sum_a = _aligned_data((p_block @ b_right).tocsr(), n)[hit]
+        sum_b = _aligned_data((b_block @ p_right).tocsr(), n)[hit]
+        sum_aa = _aligned_data((p2_block @ b_right).tocsr(), n)[hit]
+        sum_bb = _aligned_data((b_block @ p2_right).tocsr(), n)[hit]
+        sum_ab = _aligned_data((p_block @ p_right).tocsr(), n)[hit]
+        del n
 
         cov = sum_ab - sum_a * sum_b / count
         var_a = sum_aa - sum_a * sum_a / count
@@ -143,30 +193,43 @@ def pearson_similarity_memory(
         with np.errstate(invalid="ignore", divide="ignore"):
             sim = np.clip(cov / np.sqrt(var_a * var_b), -1.0, 1.0)
         keep = defined & (sim >= cfg.t_sim)
-        rows, cols, count, sim = rows[keep], cols[keep], count[keep], sim[keep]
-        if top_k is not None and len(rows):
-            # Rank each user's partners by similarity (ties: lower index first) and keep its top_k.
-            order = np.lexsort((cols, -sim, rows))
-            rows, cols, count, sim = rows[order], cols[order], count[order], sim[order]
-            first = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
-            rank = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
-            keep = rank < top_k
-            rows, cols, count, sim = rows[keep], cols[keep], count[keep], sim[keep]
-        kept.append(
-            pd.DataFrame(
-                {
-                    "user_a": np.minimum(rows, cols),
-                    "user_b": np.maximum(rows, cols),
-                    "similarity": sim,
-                    "n_corated": count.astype(np.int64),
-                }
-            )
+        block_pairs = pd.DataFrame(
+            {
+                "user_a": rows[keep],
+                "user_b": cols[keep],
+                "similarity": sim[keep],
+                "n_corated": count[keep].astype(np.int64),
+            }
         )
-    if not kept:
-        return empty_similarity()
-    pairs = pd.concat(kept, ignore_index=True)
-    pairs = pairs.drop_duplicates(["user_a", "user_b"]).sort_values(["user_a", "user_b"], ignore_index=True)
-    return pairs[SIMILARITY_COLUMNS]
+        pending.append(block_pairs)
+        pending_rows += len(block_pairs)
+        if prune_at is not None and pending_rows > prune_at:
+            pool = keep_top_k(pd.concat([pool, *pending], ignore_index=True), top_k)
+            pending, pending_rows = [], 0
+    pool = pd.concat([pool, *pending], ignore_index=True)
+    if top_k is not None:
+        pool = keep_top_k(pool, top_k)
+    return pool.sort_values(["user_a", "user_b"], ignore_index=True)[SIMILARITY_COLUMNS]
+
+
+def keep_top_k(pairs: pd.DataFrame, top_k: int) -> pd.DataFrame:
+    """Pairs (user_a < user_b) in the top_k of at least one endpoint, ranked by similarity (ties: the
+    partner with the lower index first)."""
+    if len(pairs) == 0:
+        return pairs
+    a = pairs["user_a"].to_numpy()
+    b = pairs["user_b"].to_numpy()
+    sim = pairs["similarity"].to_numpy()
+    user = np.r_[a, b]
+    other = np.r_[b, a]
+    order = np.lexsort((other, -np.r_[sim, sim], user))
+    sorted_user = user[order]
+    first = np.r_[0, np.flatnonzero(np.diff(sorted_user)) + 1]
+    rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+    selected = np.zeros(len(order), dtype=bool)
+    selected[order[rank < top_k]] = True
+    keep = selected[: len(pairs)] | selected[len(pairs) :]
+    return pairs.loc[keep].reset_index(drop=True)
 
 
 def similarity_with_ids(similarity: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFrame:

@@ -93,7 +93,9 @@ class ValidationReport:
         lines = [f"{head} ({len(self.tables)} tables, {self.seconds:.1f}s); results in {self.out_dir}"]
         for result in self.tables.values():
             status = "ok" if result.success else f"{len(result.failures)} failed"
-            lines.append(f"- {result.table}: {result.n_rows} rows, {result.n_expectations} expectations, {status}")
+            lines.append(
+                f"- {result.table}: {result.n_rows} rows, {result.n_expectations} expectations, {status}"
+            )
             lines.extend(f"    skipped: {reason}" for reason in result.skipped)
         if self.failures:
             lines.append("failures:")
@@ -125,7 +127,9 @@ def _known(values: pd.Series, reference: pd.Series) -> np.ndarray:
     return values.isin(pd.Index(reference.dropna().unique())).to_numpy()
 
 
-def _derive_interactions(frame: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
+def _derive_interactions(
+    frame: pd.DataFrame, tables: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, list[str]]:
     items = tables.get("items")
     if items is None or len(items) == 0 or "item_id" not in frame:
         return frame, ["_item_known: no item catalogue given, so item endpoints were not checked"]
@@ -136,11 +140,13 @@ def _derive_polarity(frame: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> tu
     skipped: list[str] = []
     derived: dict[str, Any] = {}
     if {"polarity_source", "sentiment"} <= set(frame.columns):
-        derived["_source_matches_sentiment"] = (
-            (frame["polarity_source"] == "rating").to_numpy() == frame["sentiment"].isna().to_numpy()
-        )
+        derived["_source_matches_sentiment"] = (frame["polarity_source"] == "rating").to_numpy() == frame[
+            "sentiment"
+        ].isna().to_numpy()
     if "user_id" in frame:
-        derived["_user_n_edges"] = frame.groupby("user_id", dropna=False)["user_id"].transform("size").to_numpy()
+        derived["_user_n_edges"] = (
+            frame.groupby("user_id", dropna=False)["user_id"].transform("size").to_numpy()
+        )
     items = tables.get("items")
     if items is None or len(items) == 0 or "item_id" not in frame:
         skipped.append("_item_known: no item catalogue given, so item endpoints were not checked")
@@ -149,12 +155,16 @@ def _derive_polarity(frame: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> tu
     return frame.assign(**derived), skipped
 
 
-def _derive_similarity(frame: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
+def _derive_similarity(
+    frame: pd.DataFrame, tables: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, list[str]]:
     derived: dict[str, Any] = {}
     if {"user_a", "user_b"} <= set(frame.columns):
         a, b = frame["user_a"], frame["user_b"]
         derived["_self_loop"] = (a == b).to_numpy()
-        derived["_ordered"] = (a.astype(str) < b.astype(str)).to_numpy() & a.notna().to_numpy() & b.notna().to_numpy()
+        derived["_ordered"] = (
+            (a.astype(str) < b.astype(str)).to_numpy() & a.notna().to_numpy() & b.notna().to_numpy()
+        )
         users = tables.get("polarity_edges", tables.get("interactions"))
         if users is None or "user_id" not in users:
             return frame.assign(**derived), [
@@ -189,7 +199,9 @@ def load_suite_spec(table: str, suites_dir: str | Path | None = None) -> dict[st
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}, line {error.lineno}: invalid JSON in expectation suite ({error.msg})") from error
+        raise ValueError(
+            f"{path}, line {error.lineno}: invalid JSON in expectation suite ({error.msg})"
+        ) from error
 
 
 def _quiet_gx_logging() -> None:
@@ -222,14 +234,19 @@ def _describe_observed(result: dict[str, Any], exception: dict[str, Any] | None)
     return json.dumps(result, default=str)[:300]
 
 
-def _examples(frame: pd.DataFrame, result: dict[str, Any], key_columns: list[str], column: str | None) -> list[dict]:
+def _examples(
+    frame: pd.DataFrame, result: dict[str, Any], key_columns: list[str], column: str | None
+) -> list[dict]:
     index = result.get("partial_unexpected_index_list") or []
     if not index:
         return []
     positions = [i for i in index[:MAX_EXAMPLES] if isinstance(i, (int, np.integer)) and 0 <= i < len(frame)]
     columns = [c for c in [*key_columns, column] if c and c in frame.columns]
     columns = list(dict.fromkeys(columns))
-    return [{key: _plain(value) for key, value in row.items()} for row in frame.iloc[positions][columns].to_dict("records")]
+    return [
+        {key: _plain(value) for key, value in row.items()}
+        for row in frame.iloc[positions][columns].to_dict("records")
+    ]
 
 
 def _plain(value: Any) -> Any:
@@ -292,7 +309,9 @@ def validate_tables(
             gx.ValidationDefinition(name=f"validate-{table}", data=batch, suite=suite)
         )
         outcome = definition.run(
-            batch_parameters={"dataframe": prepared}, expectation_parameters=parameters, result_format="SUMMARY"
+            batch_parameters={"dataframe": prepared},
+            expectation_parameters=parameters,
+            result_format="SUMMARY",
         )
         results_path = write_json(outcome.to_json_dict(), out_dir / f"{table}.results.json")
         failures = []
@@ -301,7 +320,9 @@ def validate_tables(
                 continue
             config = item.expectation_config
             kwargs = dict(config.kwargs)
-            column = kwargs.get("column") or (",".join(kwargs["column_list"]) if "column_list" in kwargs else None)
+            column = kwargs.get("column") or (
+                ",".join(kwargs["column_list"]) if "column_list" in kwargs else None
+            )
             failures.append(
                 ExpectationFailure(
                     table=table,

@@ -52,7 +52,9 @@ class VaderSentiment:
 
     def score_batch(self, texts: list[str]) -> np.ndarray:
         compound = np.fromiter(
-            (self._analyzer.polarity_scores(text)["compound"] for text in texts), dtype=np.float64, count=len(texts)
+            (self._analyzer.polarity_scores(text)["compound"] for text in texts),
+            dtype=np.float64,
+            count=len(texts),
         )
         return (compound + 1.0) / 2.0
 
@@ -70,10 +72,14 @@ class HuggingFaceSentiment:
         from pathlib import Path
 
         if not cfg.hf_model_path:
-            raise ValueError("polarity.sentiment_backend='hf' needs polarity.hf_model_path (a local model directory)")
+            raise ValueError(
+                "polarity.sentiment_backend='hf' needs polarity.hf_model_path (a local model directory)"
+            )
         path = Path(cfg.hf_model_path)
         if not path.is_dir():
-            raise FileNotFoundError(f"polarity.hf_model_path={str(path)!r} is not a directory holding a local model")
+            raise FileNotFoundError(
+                f"polarity.hf_model_path={str(path)!r} is not a directory holding a local model"
+            )
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

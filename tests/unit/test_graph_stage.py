@@ -30,14 +30,30 @@ def write_ingested(layout: RunLayout, seed: int = 0) -> pd.DataFrame:
             stars = int(rng.integers(1, 6))
             text = None if rng.random() < 0.3 else str(rng.choice(POSITIVE if stars >= 3 else NEGATIVE))
             rows.append(
-                {"user_id": user, "item_id": f"I{item}", "rating": float(stars), "rating_norm": (stars - 1) / 4,
-                 "review_title": None, "text": text, "timestamp_ms": 0, "verified_purchase": True, "helpful_votes": 0}
+                {
+                    "user_id": user,
+                    "item_id": f"I{item}",
+                    "rating": float(stars),
+                    "rating_norm": (stars - 1) / 4,
+                    "review_title": None,
+                    "text": text,
+                    "timestamp_ms": 0,
+                    "verified_purchase": True,
+                    "helpful_votes": 0,
+                }
             )
     interactions = pd.DataFrame(rows)
     items = pd.DataFrame(
-        {"item_id": [f"I{i}" for i in range(8)], "title": [f"t{i}" for i in range(8)],
-         "main_category": ["Books"] * 8, "categories": [["Books", f"c{i % 3}"] for i in range(8)],
-         "description": None, "features": None, "store": None, "price": 9.99}
+        {
+            "item_id": [f"I{i}" for i in range(8)],
+            "title": [f"t{i}" for i in range(8)],
+            "main_category": ["Books"] * 8,
+            "categories": [["Books", f"c{i % 3}"] for i in range(8)],
+            "description": None,
+            "features": None,
+            "store": None,
+            "price": 9.99,
+        }
     )
     write_parquet(interactions, layout.interactions, schema=INTERACTIONS_SCHEMA)
     write_parquet(items, layout.items, schema=ITEMS_SCHEMA)
@@ -47,11 +63,20 @@ def write_ingested(layout: RunLayout, seed: int = 0) -> pd.DataFrame:
 def test_graph_stage_writes_gated_artifacts_and_reloads(tmp_path) -> None:
     layout = RunLayout.at(tmp_path)
     interactions = write_ingested(layout)
-    cfg = GlomConfig(run_dir=str(tmp_path)).with_overrides(**{"similarity.t_sim": 0.0, "similarity.min_corated": 2})
+    cfg = GlomConfig(run_dir=str(tmp_path)).with_overrides(
+        **{"similarity.t_sim": 0.0, "similarity.min_corated": 2}
+    )
     report = run_graph_stage(cfg, layout)
 
-    for path in (layout.polarity_edges, layout.similarity_edges, layout.knowledge_graph, layout.triples,
-                 layout.user_index, layout.item_index, layout.graph_report):
+    for path in (
+        layout.polarity_edges,
+        layout.similarity_edges,
+        layout.knowledge_graph,
+        layout.triples,
+        layout.user_index,
+        layout.item_index,
+        layout.graph_report,
+    ):
         assert path.is_file(), path
     assert (layout.validation_dir / "graph" / "data_docs" / "index.html").is_file()
     assert report["nodes"] == {"item": 8, "user": 12}

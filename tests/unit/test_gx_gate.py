@@ -36,8 +36,13 @@ def tables() -> dict[str, pd.DataFrame]:
         }
     )
     items = pd.DataFrame(
-        {"item_id": ["A", "B", "C"], "title": ["a", "b", "c"], "main_category": ["M"] * 3,
-         "categories": [["M"], ["M"], []], "price": [1.0, None, 3.5]}
+        {
+            "item_id": ["A", "B", "C"],
+            "title": ["a", "b", "c"],
+            "main_category": ["M"] * 3,
+            "categories": [["M"], ["M"], []],
+            "price": [1.0, None, 3.5],
+        }
     )
     sentiment = [0.9, np.nan, 0.7, 0.1, np.nan, 0.4]
     polarity = pd.DataFrame(
@@ -53,7 +58,12 @@ def tables() -> dict[str, pd.DataFrame]:
     )
     a, b = sorted([uid(0), uid(1)])
     similarity = pd.DataFrame({"user_a": [a], "user_b": [b], "similarity": [0.9], "n_corated": [2]})
-    return {"interactions": interactions, "items": items, "polarity_edges": polarity, "similarity_edges": similarity}
+    return {
+        "interactions": interactions,
+        "items": items,
+        "polarity_edges": polarity,
+        "similarity_edges": similarity,
+    }
 
 
 def test_clean_tables_pass_and_write_results(tables, cfg, tmp_path) -> None:
@@ -86,7 +96,9 @@ def corrupt(tables, table, column, row, value):
         ("similarity_edges", "similarity", 0, 0.2, "expect_column_values_to_be_between", "similarity"),
     ],
 )
-def test_corruption_stops_with_readable_report(tables, cfg, tmp_path, table, column, row, value, expectation, named_column):
+def test_corruption_stops_with_readable_report(
+    tables, cfg, tmp_path, table, column, row, value, expectation, named_column
+):
     bad = corrupt(tables, table, column, row, value)
     with pytest.raises(ValidationFailed) as caught:
         validate_tables(bad, tmp_path, cfg)
@@ -114,9 +126,13 @@ def test_self_loop_and_dangling_user(tables, cfg, tmp_path) -> None:
 
 def test_min_interactions_per_user_and_duplicates(tables, cfg, tmp_path) -> None:
     bad = dict(tables)
-    bad["polarity_edges"] = pd.concat([tables["polarity_edges"], tables["polarity_edges"].iloc[[0]]], ignore_index=True)
+    bad["polarity_edges"] = pd.concat(
+        [tables["polarity_edges"], tables["polarity_edges"].iloc[[0]]], ignore_index=True
+    )
     bad["polarity_edges"].loc[6, "user_id"] = uid(9)  # a new user with a single edge
-    bad["interactions"] = pd.concat([tables["interactions"], tables["interactions"].iloc[[0]]], ignore_index=True)
+    bad["interactions"] = pd.concat(
+        [tables["interactions"], tables["interactions"].iloc[[0]]], ignore_index=True
+    )
     with pytest.raises(ValidationFailed) as caught:
         validate_tables(bad, tmp_path, cfg)
     failed = {(f.table, f.expectation) for f in caught.value.report.failures}

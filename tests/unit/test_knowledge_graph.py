@@ -48,11 +48,16 @@ def test_relations_counts_weights_and_reverses(data: LookalikeData) -> None:
     assert g.num_nodes("user") == 3 and g.num_nodes("item") == 2
     counts = {etype[1]: g.num_edges(etype) for etype in g.canonical_etypes}
     assert counts == {
-        "interacted": 4, "interacted_by": 4, "likes": 3, "liked_by": 3,
-        "dislikes": 1, "disliked_by": 1, "similar": 2,
+        "interacted": 4,
+        "interacted_by": 4,
+        "likes": 3,
+        "liked_by": 3,
+        "dislikes": 1,
+        "disliked_by": 1,
+        "similar": 2,
     }
     src, dst = g.edges(etype="similar")
-    assert sorted(zip(src.tolist(), dst.tolist())) == [(0, 2), (2, 0)]
+    assert sorted(zip(src.tolist(), dst.tolist(), strict=False)) == [(0, 2), (2, 0)]
     assert g.edges["similar"].data["weight"].tolist() == pytest.approx([0.8, 0.8])
     # dislikes weight = 1 - polarity; the reverse edge mirrors the forward one
     s, d = g.edges(etype="dislikes")
@@ -75,7 +80,9 @@ def test_relations_counts_weights_and_reverses(data: LookalikeData) -> None:
 def test_ablation_switches(data: LookalikeData, polarity: bool, similarity: bool, expected: set[str]) -> None:
     cfg = GraphConfig(use_polarity_edges=polarity, use_similarity_edges=similarity)
     assert set(build_knowledge_graph(data, cfg).etypes) == expected
-    assert set(knowledge_graph_triples(data, cfg)["relation"]) == {r for r in expected if not r.endswith("_by")}
+    assert set(knowledge_graph_triples(data, cfg)["relation"]) == {
+        r for r in expected if not r.endswith("_by")
+    }
 
 
 def test_save_load_round_trip(data: LookalikeData, tmp_path) -> None:
@@ -93,7 +100,12 @@ def test_save_load_round_trip(data: LookalikeData, tmp_path) -> None:
 def test_triples_and_homogeneous_view(data: LookalikeData) -> None:
     triples = knowledge_graph_triples(data, GraphConfig())
     assert list(triples.columns) == [f.name for f in TRIPLES_SCHEMA]
-    assert triples["relation"].value_counts().to_dict() == {"interacted": 4, "likes": 3, "similar": 2, "dislikes": 1}
+    assert triples["relation"].value_counts().to_dict() == {
+        "interacted": 4,
+        "likes": 3,
+        "similar": 2,
+        "dislikes": 1,
+    }
     with_reverse = knowledge_graph_triples(data, GraphConfig(), include_reverse=True)
     assert len(with_reverse) == len(triples) + 8
 
@@ -102,7 +114,7 @@ def test_triples_and_homogeneous_view(data: LookalikeData) -> None:
     assert len(homo.src) == len(triples)
     names = np.array(homo.relation_names)[homo.rel]
     # users 0..2, items 3..4: user 0 dislikes item 1 -> (0, "dislikes", 4)
-    assert list(zip(homo.src[names == "dislikes"], homo.dst[names == "dislikes"])) == [(0, 4)]
+    assert list(zip(homo.src[names == "dislikes"], homo.dst[names == "dislikes"], strict=False)) == [(0, 4)]
     assert set(homo.dst[names == "similar"]) == {0, 2}
 
 
@@ -115,16 +127,34 @@ def test_build_lookalike_data_indexes_and_categories() -> None:
             "sentiment": [0.9, np.nan, 0.8, 0.3, np.nan, 0.6],
             "polarity": [0.95, 0.5, 0.9, 0.275, 0.75, 0.55],
             "liked": [True, True, True, False, True, False],
-            "polarity_source": ["rating+sentiment", "rating", "rating+sentiment", "rating+sentiment", "rating", "rating+sentiment"],
+            "polarity_source": [
+                "rating+sentiment",
+                "rating",
+                "rating+sentiment",
+                "rating+sentiment",
+                "rating",
+                "rating+sentiment",
+            ],
         }
     )
     items = pd.DataFrame(
-        {"item_id": ["A", "B", "C"], "main_category": ["Books", None, "Toys"], "categories": [["Books", "SciFi"], [], None]}
+        {
+            "item_id": ["A", "B", "C"],
+            "main_category": ["Books", None, "Toys"],
+            "categories": [["Books", "SciFi"], [], None],
+        }
     )
     cfg = GlomConfig().with_overrides(**{"similarity.t_sim": -1.0, "similarity.min_corated": 2})
     data = build_lookalike_data(polarity, items, cfg)
     assert data.user_ids.tolist() == ["u1", "u2", "u3"] and data.item_ids.tolist() == ["A", "B"]
-    assert data.edges[["user_idx", "item_idx"]].values.tolist() == [[1, 1], [0, 0], [0, 1], [1, 0], [2, 0], [2, 1]]
+    assert data.edges[["user_idx", "item_idx"]].values.tolist() == [
+        [1, 1],
+        [0, 0],
+        [0, 1],
+        [1, 0],
+        [2, 0],
+        [2, 1],
+    ]
     assert data.category_names == ["Books", "SciFi"]
     assert data.item_categories.toarray().tolist() == [[1.0, 1.0], [0.0, 0.0]]
     # Every pair co-rates A and B; u1 vs u2: (0.5, 0.9) vs (0.275, 0.95) -> Pearson +1.

@@ -29,7 +29,12 @@ def test_hand_computed_polarity_and_likes() -> None:
         ("u1", "X", 1.0, 0.9),  # p = .5*1 + .5*.9 = .95; .9 >= .7 and rating favourable -> like
         ("u2", "X", 0.75, 0.5),  # p = .625; .5 < .7 -> dislike
         ("u1", "Y", 0.0, 0.8),  # only review of Y: sentiment == average, but 1 star -> dislike (rating guard)
-        ("u3", "Y", 0.5, None),  # no text: p = rating; u3 mean rating = (0.5 + 1.0) / 2 = .75 -> .5 < .75 dislike
+        (
+            "u3",
+            "Y",
+            0.5,
+            None,
+        ),  # no text: p = rating; u3 mean rating = (0.5 + 1.0) / 2 = .75 -> .5 < .75 dislike
         ("u3", "Z", 1.0, None),  # no text: 1.0 >= .75 -> like
     ]
     out = polarity_from_sentiment(frame(rows), PolarityConfig(alpha=0.5))
@@ -40,7 +45,9 @@ def test_hand_computed_polarity_and_likes() -> None:
     assert out["sentiment"].isna().tolist() == [False, False, False, True, True]
 
 
-@pytest.mark.parametrize(("alpha", "expected"), [(0.0, [0.9, 0.5]), (1.0, [1.0, 0.75]), (0.25, [0.925, 0.5625])])
+@pytest.mark.parametrize(
+    ("alpha", "expected"), [(0.0, [0.9, 0.5]), (1.0, [1.0, 0.75]), (0.25, [0.925, 0.5625])]
+)
 def test_alpha_edge_cases(alpha: float, expected: list[float]) -> None:
     rows = [("u1", "X", 1.0, 0.9), ("u2", "X", 0.75, 0.5), ("u3", "X", 0.5, None)]
     out = polarity_from_sentiment(frame(rows), PolarityConfig(alpha=alpha))
@@ -64,7 +71,9 @@ def test_duplicate_pairs_are_refused() -> None:
 
 
 def test_vader_sentiment_is_on_unit_interval_and_nan_for_missing() -> None:
-    scores = score_sentiment(["I love it, wonderful quality!", None, "   ", "Terrible. Broke in a day, awful."], PolarityConfig())
+    scores = score_sentiment(
+        ["I love it, wonderful quality!", None, "   ", "Terrible. Broke in a day, awful."], PolarityConfig()
+    )
     assert scores[0] > 0.75 and scores[3] < 0.25
     assert np.isnan(scores[1]) and np.isnan(scores[2])
 
