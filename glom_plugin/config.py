@@ -299,6 +299,9 @@ class ServingConfig(_Section):
     max_seeds: int = 100_000
     max_k: int = 100_000
     max_campaigns_per_batch: int = 256
+    # faiss index the service builds at start-up (glom_plugin.expand.index): "auto" picks by user count;
+    # "ivf" starts much faster than "hnsw" for 100k+ users (benchmarks/results/serving.md).
+    index_kind: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
 
 
 class TrackingConfig(_Section):

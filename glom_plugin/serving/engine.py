@@ -87,14 +87,16 @@ class ExpansionEngine:
         uri: str = "",
         provenance: dict[str, Any] | None = None,
         interactions: pd.DataFrame | None = None,
+        index: UserIndex | None = None,
     ) -> None:
+        """``index``: a prebuilt faiss index over ``trained.user_embeddings`` (built here when omitted)."""
         self.model = _ServedModel(**{f.name: getattr(trained, f.name) for f in fields(TrainedModel)})
         self.cfg = cfg
         self.uri = uri
         self.provenance = provenance or {}
         self.interactions = interactions
         start = time.perf_counter()
-        self.index: UserIndex = build_index(self.model.user_embeddings, seed=cfg.seed)
+        self.index: UserIndex = index or build_index(self.model.user_embeddings, kind=cfg.serving.index_kind, seed=cfg.seed)
         self.index_build_seconds = time.perf_counter() - start
         self.model.user_index()  # warm the id map before the first request
         log.info("indexed %d users (%s) in %.2fs", self.model.n_users, self.index.kind, self.index_build_seconds)
