@@ -146,7 +146,9 @@ def validate_chunk(chunk: RawChunk, scale: RatingScale, rejects: RejectLog) -> p
         (item_missing, "item_id", MISSING_FIELD, lambda i: "no item id"),
         (item_empty, "item_id", EMPTY_ID, lambda i: "item id is blank"),
         (rating_missing, "rating", MISSING_FIELD, lambda i: "no rating"),
-        (not_number, "rating", RATING_NOT_NUMBER, lambda i: f"value {str(raw_rating.iat[i])[:40]!r}"),
+        # The offending value is described, not quoted: a shifted column could put a raw user id here.
+        (not_number, "rating", RATING_NOT_NUMBER,
+         lambda i: f"{type(raw_rating.iat[i]).__name__} value of {len(str(raw_rating.iat[i]))} characters"),
         (out_of_range, "rating", RATING_OUT_OF_RANGE,
          lambda i: f"value {rating[i]:g} outside [{scale.min:g}, {scale.max:g}]"),
     ]

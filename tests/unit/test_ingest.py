@@ -211,7 +211,10 @@ def test_crash_mid_run_leaves_no_partial_output(tmp_path: Path) -> None:
 
 def test_raw_ids_never_written(tmp_path: Path) -> None:
     records = good_reviews(5, 3)
-    lines = records_to_lines(records) + [json.dumps(review("RAWUSER999", "ITEM0", rating=11)).encode()]
+    lines = records_to_lines(records) + [
+        json.dumps(review("RAWUSER999", "ITEM0", rating=11)).encode(),
+        json.dumps(review("x", "ITEM0", rating="RAWUSER998")).encode(),  # a raw id in the wrong field
+    ]
     source = write_lines(tmp_path / "reviews.jsonl", lines)
     layout = RunLayout.at(tmp_path / "run")
     run_ingest(config(source, **{"data.max_reject_ratio": 0.5}), layout, echo=lambda _: None)
