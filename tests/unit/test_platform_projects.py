@@ -1,0 +1,40 @@
+"""MLproject and bentofile.yaml describe commands and a service that really exist."""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from glom_plugin.config import load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("entry_point", ["prepare", "pretrain", "train", "evaluate", "main"])
+def test_mlproject_entry_points_parse_as_glom_commands(entry_point, tmp_path):
+    import typer.main
+    from mlflow.projects._project_spec import load_project
+
+    from glom_plugin.cli import app
+
+    command = load_project(str(REPO_ROOT)).get_entry_point(entry_point).compute_command({}, str(tmp_path))
+    argv = shlex.split(command)
+    assert argv[0] == "glom"
+    cli = typer.main.get_command(app)
+    assert argv[1] in cli.commands, f"MLproject calls `glom {argv[1]}`, which the CLI does not have"
+    params = cli.commands[argv[1]].make_context(argv[1], argv[2:]).params  # unknown options raise here
+    cfg = load_config(params.get("config"), list(params.get("set_") or []), run_dir=params["run_dir"])
+    assert cfg.run_dir == params["run_dir"]
+
+
+def test_bentofile_names_the_service_and_builds_offline():
+    spec = yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())
+    assert spec["python"]["lock_packages"] is False
+    module_name, _, class_name = spec["service"].partition(":")
+    service = getattr(importlib.import_module(module_name), class_name)
+    assert {"expand", "expand_batch", "health", "model_info"} <= set(service.apis)
+    assert service.apis["expand_batch"].batchable
