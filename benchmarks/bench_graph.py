@@ -145,7 +145,9 @@ def main() -> None:
     args = parser.parse_args()
     cfg = GlomConfig()
     rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()[0]
     shapes = [run(size, cfg, rows) for size in args.sizes]
+    load_after = os.getloadavg()[0]
 
     machine = (
         f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), "
@@ -157,7 +159,8 @@ def main() -> None:
         "# Graph stage: sentiment, polarity, similarity, knowledge graph",
         "",
         f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_graph.py --sizes {' '.join(map(str, args.sizes))}`",
-        f"Machine: {machine} (shared with other jobs while measured). Date: {date}.",
+        f"Machine: {machine}. Date: {date}. 1-min load average {load_before:.1f} before, {load_after:.1f} after "
+        "(other jobs share the machine: wall times above 1 x core count mean contention).",
         f"Config: similarity min_corated={cfg.similarity.min_corated}, t_sim={cfg.similarity.t_sim}, "
         f"top_k={cfg.similarity.top_k}, block_size={cfg.similarity.block_size}, "
         f"block_pairs_budget={cfg.similarity.block_pairs_budget}; polarity alpha={cfg.polarity.alpha}, VADER.",

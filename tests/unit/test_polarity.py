@@ -106,3 +106,41 @@ def test_score_review_sentiment_reuses_cache() -> None:
     assert out["sentiment"].iloc[0] == 0.123  # from the cache, not rescored
     assert out["sentiment"].iloc[1] < 0.5
     assert list(out.columns[:5]) == list(interactions.columns)
+
+
+def test_hf_backend_loads_a_local_model_and_returns_positive_probability(tmp_path) -> None:
+    """A tiny randomly initialised classifier saved locally stands in for a SiEBERT download: the test
+    checks loading from a path (never the Hub), batching, and that the POSITIVE column is the one read."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "very"])
+    )
+    tokenizer = BertTokenizer(str(vocab))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=9,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        num_labels=2,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+    )
+    model = BertForSequenceClassification(config).eval()
+    tokenizer.save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+
+    cfg = PolarityConfig(sentiment_backend="hf", hf_model_path=str(tmp_path), batch_size=2)
+    texts = ["very good movie", None, "bad movie", "good"]
+    scores = score_sentiment(texts, cfg)
+    assert np.isnan(scores[1])
+    with torch.no_grad():
+        encoded = tokenizer(["very good movie", "bad movie", "good"], padding=True, return_tensors="pt")
+        expected = torch.softmax(model(**encoded).logits, dim=-1)[:, 1].numpy()
+    assert scores[[0, 2, 3]] == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        create_sentiment_backend(PolarityConfig(sentiment_backend="hf", hf_model_path=str(tmp_path / "nope")))
