@@ -175,7 +175,7 @@ def _new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), dpi=100)
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
@@ -221,6 +221,7 @@ def plot_sweep(
 ) -> Path:
     """One panel per metric; one line (mean ± std over runs) per model along the swept values."""
     figure = _new_figure(4.2 * len(metrics), 3.8)
+    has_legend = False
     for index, metric in enumerate(metrics):
         axes = figure.add_subplot(1, len(metrics), index + 1)
         plotted = False
@@ -247,12 +248,11 @@ def plot_sweep(
                 transform=axes.transAxes,
                 fontsize="small",
             )
-        axes.set(
-            xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric), title=METRIC_LABELS.get(metric, metric)
-        )
+        axes.set(xlabel=xlabel, title=METRIC_LABELS.get(metric, metric))
         axes.set_xticks(sweep.values)
-        if plotted:
+        if plotted and not has_legend:  # one legend, on the first panel with lines
             axes.legend(fontsize="x-small")
+            has_legend = True
     figure.suptitle(title)
     return _save(figure, Path(target))
 
