@@ -326,6 +326,10 @@ def get_online_features(
     return store.get_online_features(features=list(features), entity_rows=entity_rows, full_feature_names=True).to_dict()
 
 
+# (feature repo, features dir) pairs exported and applied by this process.
+_APPLIED: set[tuple[str, str]] = set()
+
+
 def resolve_repo_path(cfg: GlomConfig) -> Path:
     """cfg.features.feast_repo, relative to the working directory or else to the project checkout."""
     repo = Path(cfg.features.feast_repo)
@@ -350,7 +354,10 @@ def attach_profile_embeddings_from_feast(
 
     layout = layout or RunLayout.at(cfg.run_dir)
     repo = resolve_repo_path(cfg)
-    export_feature_tables(layout, cfg)
-    feast_apply(repo, features_dir=layout.features_dir)
+    key = (str(repo), str(layout.features_dir.resolve()))
+    if key not in _APPLIED:  # once per process and run: evaluation trains many models on the same run
+        export_feature_tables(layout, cfg)
+        feast_apply(repo, features_dir=layout.features_dir)
+        _APPLIED.add(key)
     features = load_training_features(repo, [str(u) for u in data.user_ids], [str(i) for i in data.item_ids])
     return data.with_profiles(features.get("user_profile_embeddings"), features.get("item_profile_embeddings"))
