@@ -47,7 +47,12 @@ def model_id(cfg: EmbeddingConfig) -> str:
     """A portable id for the model: its directory name + a hash of its config files (not its location)."""
     path = resolve_model_path(cfg)
     digest = hashlib.sha256()
-    for name in ("config.json", "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json"):
+    for name in (
+        "config.json",
+        "modules.json",
+        "config_sentence_transformers.json",
+        "sentence_bert_config.json",
+    ):
         if (path / name).is_file():
             digest.update((path / name).read_bytes())
     name = "all-MiniLM-L6-v2" if not cfg.model_path else path.name

@@ -92,14 +92,20 @@ class LLMProfileBuilder:
         out = {}
         for item in items:
             system, prompt = self.templates.item_messages(item, self.pcfg.profile_words)
-            out[item.item_id] = ChatRequest(cache_key(self.model, self.item_template_id, system, prompt), system, prompt)
+            out[item.item_id] = ChatRequest(
+                cache_key(self.model, self.item_template_id, system, prompt), system, prompt
+            )
         return out
 
-    def user_requests(self, users: Sequence[UserInput], item_profiles: dict[str, str]) -> dict[str, ChatRequest]:
+    def user_requests(
+        self, users: Sequence[UserInput], item_profiles: dict[str, str]
+    ) -> dict[str, ChatRequest]:
         out = {}
         for user in users:
             system, prompt = self.templates.user_messages(user, item_profiles, self.pcfg.profile_words)
-            out[user.user_id] = ChatRequest(cache_key(self.model, self.user_template_id, system, prompt), system, prompt)
+            out[user.user_id] = ChatRequest(
+                cache_key(self.model, self.user_template_id, system, prompt), system, prompt
+            )
         return out
 
     def _resolve(self, requests: dict[str, ChatRequest], desc: str) -> dict[str, str]:

@@ -167,7 +167,9 @@ class LLMClient:
             choices = response.choices  # type: ignore[attr-defined]
             text = choices[0].message.content
         except (AttributeError, IndexError, TypeError, KeyError) as err:
-            raise _Retryable(f"answer in the wrong shape: no choices[0].message.content ({response!r:.200})") from err
+            raise _Retryable(
+                f"answer in the wrong shape: no choices[0].message.content ({response!r:.200})"
+            ) from err
         if not isinstance(text, str) or not text.strip():
             raise _Retryable(f"answer in the wrong shape: empty or non-text content ({text!r:.100})")
         usage = getattr(response, "usage", None)

@@ -168,7 +168,9 @@ class OfflineProfileBuilder:
                 profiles[user.user_id] = "A user with no recorded interactions."
                 continue
             mean = float(np.mean(user.rating_norms))
-            tendency = "generous" if mean > overall + 0.1 else "critical" if mean < overall - 0.1 else "typical"
+            tendency = (
+                "generous" if mean > overall + 0.1 else "critical" if mean < overall - 0.1 else "typical"
+            )
             parts = [
                 f"A {tendency} rater of {user.n_items} item{'s' if user.n_items != 1 else ''} (average {mean:.2f} of 1 vs {overall:.2f} overall)."
             ]

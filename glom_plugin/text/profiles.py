@@ -112,7 +112,9 @@ def _inputs(
     _require_columns(interactions, ["user_id", "item_id", "rating_norm"], "interactions table")
     if len(items):
         _require_columns(items, ["item_id"], "items table")
-    return item_inputs(interactions, items, cfg.profiles), user_inputs(interactions, items, cfg.profiles, cfg.seed)
+    return item_inputs(interactions, items, cfg.profiles), user_inputs(
+        interactions, items, cfg.profiles, cfg.seed
+    )
 
 
 def build_profiles(
@@ -176,7 +178,11 @@ def _last_event(interactions: pd.DataFrame, key: str, ids: list[str], fallback: 
     """Feast event_timestamp: when the evidence behind a profile ends (the entity's last interaction);
     the stage's build time where the data has no timestamps."""
     if "timestamp_ms" in interactions.columns:
-        last = pd.to_numeric(interactions["timestamp_ms"], errors="coerce").groupby(interactions[key].astype(str)).max()
+        last = (
+            pd.to_numeric(interactions["timestamp_ms"], errors="coerce")
+            .groupby(interactions[key].astype(str))
+            .max()
+        )
         stamps = pd.to_datetime(last.reindex(ids), unit="ms", utc=True)
     else:
         stamps = pd.Series(pd.NaT, index=ids, dtype="datetime64[ns, UTC]")
@@ -213,7 +219,9 @@ def _read_table(path: Path, stage: str) -> pd.DataFrame:
 def run_profiles_stage(cfg: GlomConfig, layout: RunLayout, dry_run: bool = False) -> dict[str, Any]:
     """The `glom profiles [--dry-run]` stage: read the ingested tables, write profiles and embeddings."""
     interactions = _read_table(layout.interactions, "ingest")
-    items = _read_table(layout.items, "ingest") if layout.items.exists() else pd.DataFrame(columns=["item_id"])
+    items = (
+        _read_table(layout.items, "ingest") if layout.items.exists() else pd.DataFrame(columns=["item_id"])
+    )
     if dry_run:
         report = dry_run_profiles(interactions, items, cfg, layout.cache_dir)
         print(report.format())
@@ -247,7 +255,9 @@ def run_profiles_stage(cfg: GlomConfig, layout: RunLayout, dry_run: bool = False
     return summary
 
 
-def _aligned(ids: np.ndarray, profiles: pd.DataFrame, id_column: str, cfg: GlomConfig, cache_dir: Path) -> np.ndarray:
+def _aligned(
+    ids: np.ndarray, profiles: pd.DataFrame, id_column: str, cfg: GlomConfig, cache_dir: Path
+) -> np.ndarray:
     """Embeddings in the order of ``ids``. An id with no profile (no interaction in the given split) gets
     the embedding of an explicit 'no interactions' profile rather than being dropped."""
     from glom_plugin.text.embeddings import embed_texts

@@ -48,11 +48,13 @@ class PromptTemplates:
     def user_messages(self, user: UserInput, item_profiles: dict[str, str], words: int) -> tuple[str, str]:
         """(S_u, M_u) for one user: f_u over c_v = [title, P_v, review] of the sampled items (§3.2.1)."""
         blocks = [
-            Template(self.user_item).safe_substitute(
+            Template(self.user_item)
+            .safe_substitute(
                 title=c.title or _MISSING,
                 item_profile=item_profiles.get(c.item_id, _MISSING),
                 review=f'"{c.review}"' if c.review else _MISSING,
-            ).strip()
+            )
+            .strip()
             for c in user.sampled
         ]
         prompt = Template(self.user_input).safe_substitute(items="\n\n".join(blocks))
@@ -71,7 +73,9 @@ def _read(relative: str, override: Path | None) -> tuple[str, str]:
     for base in (override, PACKAGED_TEMPLATE_DIR):
         if base is not None and (base / relative).is_file():
             return (base / relative).read_text(encoding="utf-8"), str(base / relative)
-    raise FileNotFoundError(f"prompt template {relative!r} not found in {override} or {PACKAGED_TEMPLATE_DIR}")
+    raise FileNotFoundError(
+        f"prompt template {relative!r} not found in {override} or {PACKAGED_TEMPLATE_DIR}"
+    )
 
 
 def _template_id(domain: str, *texts: str) -> str:

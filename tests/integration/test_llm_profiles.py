@@ -129,7 +129,9 @@ def test_items_first_then_users_embed_them_and_rerun_costs_nothing(tmp_path: Pat
         again = build_profiles(interactions, items, cfg, tmp_path)
         assert server.total_requests == N_ITEMS + N_USERS  # everything came from the cache
         pd.testing.assert_frame_equal(again.user_profiles, tables.user_profiles)
-        other_model = build_profiles(interactions, items, cfg.with_overrides(**{"profiles.llm_model": "m2"}), tmp_path)
+        other_model = build_profiles(
+            interactions, items, cfg.with_overrides(**{"profiles.llm_model": "m2"}), tmp_path
+        )
         assert server.total_requests == 2 * (N_ITEMS + N_USERS)  # the model is part of the key
         assert set(other_model.user_profiles["builder"]) == {"llm:m2"}
 
@@ -164,7 +166,9 @@ def test_server_killed_mid_run_then_resume_requests_only_the_missing(tmp_path: P
         if proc.poll() is None:
             proc.kill()
     cfg = _cfg(url)
-    item_requests = LLMProfileBuilder(cfg, tmp_path).item_requests(item_inputs(interactions, items, cfg.profiles))
+    item_requests = LLMProfileBuilder(cfg, tmp_path).item_requests(
+        item_inputs(interactions, items, cfg.profiles)
+    )
     hash_to_key = {prompt_hash(r.prompt): r.key for r in item_requests.values()}
     answered = {h for outcome, h in _log(log1) if outcome == "ok"}
     cache = ProfileCache(tmp_path / "llm_profiles")
@@ -213,7 +217,9 @@ def test_client_killed_mid_run_leaves_a_readable_cache_and_resumes(tmp_path: Pat
     cache_dir = tmp_path / "llm_profiles"
     with ChatServer(latency_s=0.1) as server:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), server.base_url], env=env, cwd=REPO_ROOT)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path), server.base_url], env=env, cwd=REPO_ROOT
+        )
         try:
             deadline = time.time() + 60
             while _complete_lines(cache_dir) < 4 and time.time() < deadline and child.poll() is None:
@@ -250,14 +256,20 @@ def test_wrong_shape_and_refused_requests_are_clear_errors(tmp_path: Path) -> No
         assert server.total_requests == 3
     with ChatServer(always="wrong_shape") as server:
         with pytest.raises(LLMResponseError, match=r"no choices\[0\].message.content"):
-            build_profiles(interactions, items, _cfg(server.base_url, **{"profiles.llm_max_retries": 1}), tmp_path / "b")
+            build_profiles(
+                interactions, items, _cfg(server.base_url, **{"profiles.llm_max_retries": 1}), tmp_path / "b"
+            )
     with ChatServer(script=["401"]) as server:
         cfg = _cfg(server.base_url, **{"profiles.llm_concurrency": 1})
         with pytest.raises(LLMRequestError, match="HTTP 401"):
             build_profiles(interactions, items, cfg, tmp_path / "c")
         assert server.total_requests == 1  # a refused request is not retried
-    remote = GlomConfig().with_overrides(**{"profiles.llm_base_url": "https://llm.example.invalid/v1",
-                                            "profiles.llm_api_key_env": "GLOM_TEST_UNSET_KEY"})
+    remote = GlomConfig().with_overrides(
+        **{
+            "profiles.llm_base_url": "https://llm.example.invalid/v1",
+            "profiles.llm_api_key_env": "GLOM_TEST_UNSET_KEY",
+        }
+    )
     with pytest.raises(LLMRequestError, match="GLOM_TEST_UNSET_KEY"):
         resolve_api_key(remote.profiles)
 
@@ -265,16 +277,26 @@ def test_wrong_shape_and_refused_requests_are_clear_errors(tmp_path: Path) -> No
 def test_dry_run_spends_nothing_and_reports_the_cache(tmp_path: Path) -> None:
     interactions, items = _tables()
     with ChatServer() as server:
-        cfg = _cfg(server.base_url, **{"profiles.llm_price_prompt_per_1k": 0.5,
-                                       "profiles.llm_price_completion_per_1k": 1.5})
+        cfg = _cfg(
+            server.base_url,
+            **{"profiles.llm_price_prompt_per_1k": 0.5, "profiles.llm_price_completion_per_1k": 1.5},
+        )
         report = dry_run_profiles(interactions, items, cfg, tmp_path)
         assert server.total_requests == 0
-        assert (report.item_prompts, report.user_prompts, report.to_request) == (N_ITEMS, N_USERS, N_ITEMS + N_USERS)
+        assert (report.item_prompts, report.user_prompts, report.to_request) == (
+            N_ITEMS,
+            N_USERS,
+            N_ITEMS + N_USERS,
+        )
         assert report.est_cost_usd == pytest.approx(
             report.est_prompt_tokens * 0.5 / 1000 + report.est_completion_tokens * 1.5 / 1000
         )
         build_profiles(interactions, items, cfg, tmp_path)
         after = dry_run_profiles(interactions, items, cfg, tmp_path)
-        assert (after.cached_item_prompts, after.cached_user_prompts, after.to_request) == (N_ITEMS, N_USERS, 0)
+        assert (after.cached_item_prompts, after.cached_user_prompts, after.to_request) == (
+            N_ITEMS,
+            N_USERS,
+            0,
+        )
         assert after.est_prompt_tokens == 0 and after.est_cost_usd == 0.0
         assert server.total_requests == N_ITEMS + N_USERS

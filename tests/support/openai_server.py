@@ -36,7 +36,9 @@ from pathlib import Path
 def answer_for(prompt: str) -> str:
     """The deterministic 'profile' for a prompt: its digest plus its first title, so tests can match them."""
     digest = hashlib.sha256(prompt.encode()).hexdigest()
-    title = next((line.split(":", 1)[1].strip() for line in prompt.splitlines() if line.startswith("Title:")), "")
+    title = next(
+        (line.split(":", 1)[1].strip() for line in prompt.splitlines() if line.startswith("Title:")), ""
+    )
     return f"Profile {digest[:16]}. Interested in {title or 'various items'}."
 
 
@@ -120,6 +122,8 @@ class ChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:  # quiet
                 return
@@ -163,7 +167,9 @@ class ChatServer:
                 elif behaviour == "malformed":
                     self._send(200, b'{"id": "x", "choices": [ {"index": 0, "mess')
                 elif behaviour == "wrong_shape":
-                    self._send(200, json.dumps({"id": f"r{n}", "object": "chat.completion", "data": []}).encode())
+                    self._send(
+                        200, json.dumps({"id": f"r{n}", "object": "chat.completion", "data": []}).encode()
+                    )
                 else:
                     if behaviour == "timeout":
                         time.sleep(server.timeout_sleep_s)
@@ -174,7 +180,11 @@ class ChatServer:
                         "created": int(time.time()),
                         "model": payload.get("model", "loopback"),
                         "choices": [
-                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": text},
+                                "finish_reason": "stop",
+                            }
                         ],
                         "usage": {
                             "prompt_tokens": len(prompt) // 4,

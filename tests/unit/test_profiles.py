@@ -43,7 +43,14 @@ def _interactions() -> pd.DataFrame:
                 "Cult classic musical, amazing songs",
                 "Boring and loud musical",
             ],
-            "timestamp_ms": [1_600_000_000_000, 1_600_000_100_000, 1_600_000_200_000, 1_500_000_000_000, None, 1_400_000_000_000],
+            "timestamp_ms": [
+                1_600_000_000_000,
+                1_600_000_100_000,
+                1_600_000_200_000,
+                1_500_000_000_000,
+                None,
+                1_400_000_000_000,
+            ],
             "verified_purchase": [True] * 6,
             "helpful_votes": [3, 1, 0, 0, 2, 5],
         }
@@ -56,7 +63,11 @@ def _items() -> pd.DataFrame:
             "item_id": ["mega", "walle", "rocky"],
             "title": ["Megamind", "Wall-E (Mandarin Chinese Edition)", "Rocky Horror Picture Show VHS"],
             "main_category": ["Movies & TV"] * 3,
-            "categories": [["Science Fiction", "Animation"], ["Characters & Series", "Wall-E"], ["Music & Musicals"]],
+            "categories": [
+                ["Science Fiction", "Animation"],
+                ["Characters & Series", "Wall-E"],
+                ["Music & Musicals"],
+            ],
             "description": [
                 "A smart, funny and original treat; a hilarious twist on the superhero movie.",
                 "Pixar genius reigns in this funny romantic comedy about a robot.",
@@ -99,8 +110,13 @@ def test_offline_builder_works_on_ratings_only_data(tmp_path: Path) -> None:
     assert sorted(tables.user_profiles["user_id"]) == ["u1", "u2", "u3"]
     assert all(tables.item_profiles["profile"].str.contains("Rated by"))
     # Titles/genres only (MovieLens-like): they are used when they are all there is.
-    titles_only = pd.DataFrame({"item_id": ["mega", "walle", "rocky"], "title": ["Megamind", "Wall-E", "Rocky"],
-                                "categories": [["Animation"], ["Animation"], ["Musical"]]})
+    titles_only = pd.DataFrame(
+        {
+            "item_id": ["mega", "walle", "rocky"],
+            "title": ["Megamind", "Wall-E", "Rocky"],
+            "categories": [["Animation"], ["Animation"], ["Musical"]],
+        }
+    )
     tables = build_profiles(bare, titles_only, _cfg(), tmp_path)
     u1 = tables.user_profiles.set_index("user_id").loc["u1", "profile"]
     assert "Animation (2)" in u1 and "Wall-E" in u1
@@ -112,9 +128,13 @@ def test_item_prompt_has_the_papers_parts_and_domain_guidelines() -> None:
     item = next(i for i in item_inputs(_interactions(), _items(), cfg.profiles) if i.item_id == "mega")
     system, prompt = templates.item_messages(item, cfg.profiles.profile_words)
     # Figure 4: title, category, attributes, subset of reviews, description; S_v asks for 100 words.
-    for part in ("Title: Megamind", "Category: ['Movies & TV', 'Science Fiction', 'Animation']",
-                 "Attributes: Store: DreamWorks; Price: 9.99", "Subset of Reviews: [\"Really enjoyed!",
-                 "Description: [\"A smart, funny"):
+    for part in (
+        "Title: Megamind",
+        "Category: ['Movies & TV', 'Science Fiction', 'Animation']",
+        "Attributes: Store: DreamWorks; Price: 9.99",
+        'Subset of Reviews: ["Really enjoyed!',
+        'Description: ["A smart, funny',
+    ):
         assert part in prompt
     assert "about the movie within 100 words" in system and "Guideline" in system
     books = load_templates(_cfg(**{"profiles.domain": "books"}).profiles)
@@ -174,8 +194,12 @@ def test_cache_keys_include_template_and_model(tmp_path: Path) -> None:
     # An edited template (user copy, one file changed, the rest falls back to the packaged ones).
     override = tmp_path / "my_templates" / "general"
     override.mkdir(parents=True)
-    (override / "item_guideline.txt").write_text("Summarise the item in ${words} words, listing its features.")
-    edited = LLMProfileBuilder(base.with_overrides(**{"profiles.template_dir": str(override.parent)}), tmp_path)
+    (override / "item_guideline.txt").write_text(
+        "Summarise the item in ${words} words, listing its features."
+    )
+    edited = LLMProfileBuilder(
+        base.with_overrides(**{"profiles.template_dir": str(override.parent)}), tmp_path
+    )
     assert edited.item_template_id != LLMProfileBuilder(base, tmp_path).item_template_id
     assert edited.user_template_id == LLMProfileBuilder(base, tmp_path).user_template_id
     request = edited.item_requests(items)["mega"]
@@ -199,14 +223,22 @@ def test_profile_cache_ignores_torn_and_corrupt_lines(tmp_path: Path) -> None:
 
 
 def test_dry_run_counts_prompts_tokens_and_cost(tmp_path: Path) -> None:
-    cfg = _cfg(**{"profiles.builder": "llm", "profiles.llm_base_url": "http://127.0.0.1:9/v1",
-                  "profiles.llm_price_prompt_per_1k": 0.01, "profiles.llm_price_completion_per_1k": 0.03})
+    cfg = _cfg(
+        **{
+            "profiles.builder": "llm",
+            "profiles.llm_base_url": "http://127.0.0.1:9/v1",
+            "profiles.llm_price_prompt_per_1k": 0.01,
+            "profiles.llm_price_completion_per_1k": 0.03,
+        }
+    )
     report = dry_run_profiles(_interactions(), _items(), cfg, tmp_path)
     assert (report.item_prompts, report.user_prompts, report.to_request) == (3, 3, 6)
     assert report.est_completion_tokens == 6 * 134  # ceil(100 words * 4/3) each
     builder = LLMProfileBuilder(cfg, tmp_path)
-    item_chars = sum(len(r.system) + len(r.prompt) for r in builder.item_requests(
-        item_inputs(_interactions(), _items(), cfg.profiles)).values())
+    item_chars = sum(
+        len(r.system) + len(r.prompt)
+        for r in builder.item_requests(item_inputs(_interactions(), _items(), cfg.profiles)).values()
+    )
     assert report.est_prompt_tokens > item_chars / 4  # user prompts come on top of the item prompts
     assert report.est_cost_usd == pytest.approx(
         report.est_prompt_tokens / 1000 * 0.01 + report.est_completion_tokens / 1000 * 0.03
@@ -261,7 +293,9 @@ def test_attach_profile_embeddings_aligns_and_respects_ablation(tmp_path: Path) 
         similarity=pd.DataFrame(columns=["user_a", "user_b", "similarity"]),
         item_categories=__import__("scipy.sparse", fromlist=["csr_matrix"]).csr_matrix((3, 0)),
     )
-    off = attach_profile_embeddings(data, _interactions(), _items(), _cfg(**{"pm.use_profiles": False}), layout)
+    off = attach_profile_embeddings(
+        data, _interactions(), _items(), _cfg(**{"pm.use_profiles": False}), layout
+    )
     assert off is data and off.user_profile_embeddings is None
     on = attach_profile_embeddings(data, _interactions(), _items(), _cfg(), layout)
     assert on.user_profile_embeddings.shape == (3, 384) and on.item_profile_embeddings.shape == (3, 384)
