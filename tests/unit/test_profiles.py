@@ -103,6 +103,15 @@ def test_offline_builder_is_deterministic_and_order_independent(tmp_path: Path) 
     assert all(len(p.split()) <= cfg.profiles.profile_words for p in first.user_profiles["profile"])
 
 
+def test_offline_item_profile_is_stable_when_one_rating_is_held_out(tmp_path: Path) -> None:
+    # The evaluator rebuilds profiles from each training split; coarse numbers keep texts (and cached
+    # embeddings) unchanged for items that lose a single held-out rating.
+    frame = pd.DataFrame({"user_id": [f"u{i}" for i in range(30)], "item_id": "hit", "rating_norm": 0.75})
+    full = build_profiles(frame, _items(), _cfg(), tmp_path).item_profiles["profile"].iloc[0]
+    split = build_profiles(frame.iloc[1:], _items(), _cfg(), tmp_path).item_profiles["profile"].iloc[0]
+    assert full == split and "20-49 users" in full and "average 0.8 of 1" in full
+
+
 def test_offline_builder_works_on_ratings_only_data(tmp_path: Path) -> None:
     bare = _interactions()[["user_id", "item_id", "rating_norm"]]
     tables = build_profiles(bare, pd.DataFrame(columns=["item_id"]), _cfg(), tmp_path)
