@@ -131,7 +131,11 @@ def expand_audience(
         order = order[:top_k]
     rows, scores = candidates[order], scores[order]
     lookalikes = pd.DataFrame(
-        {"user_id": model.user_ids[rows], "score": scores.astype(np.float32), "rank": np.arange(1, len(rows) + 1)}
+        {
+            "user_id": model.user_ids[rows],
+            "score": scores.astype(np.float32),
+            "rank": np.arange(1, len(rows) + 1),
+        }
     )
     if explain:
         lookalikes = _explain(lookalikes, rows, model, seed_rows, interactions)

@@ -85,7 +85,11 @@ class TrainedModel:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the model directory is meant to be shared
         try:
             pq.write_table(_embedding_table("user_id", self.user_ids, self.user_embeddings), tmp / USERS_FILE)
-            items = self.item_embeddings if self.item_embeddings is not None else np.empty((0, self.dim), np.float32)
+            items = (
+                self.item_embeddings
+                if self.item_embeddings is not None
+                else np.empty((0, self.dim), np.float32)
+            )
             item_ids = self.item_ids if self.item_embeddings is not None else np.empty(0, dtype=str)
             pq.write_table(_embedding_table("item_id", item_ids, items), tmp / ITEMS_FILE)
             if self.state_dict is not None:

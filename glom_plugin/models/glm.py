@@ -74,7 +74,9 @@ class TorchMessageGraph:
         seg_max = torch.full((self.n_nodes,), float("-inf"), dtype=logits.dtype, device=logits.device)
         seg_max = seg_max.scatter_reduce(0, self.dst, logits.detach(), reduce="amax", include_self=True)
         exp = torch.exp(logits - seg_max[self.dst])
-        seg_sum = torch.zeros(self.n_nodes, dtype=logits.dtype, device=logits.device).index_add(0, self.dst, exp)
+        seg_sum = torch.zeros(self.n_nodes, dtype=logits.dtype, device=logits.device).index_add(
+            0, self.dst, exp
+        )
         return exp / seg_sum[self.dst]
 
     def sum_at_destination(self, values: Tensor) -> Tensor:
@@ -148,7 +150,9 @@ def resolve_backend(backend: str, device: str) -> str:
     if backend not in MESSAGE_BACKENDS:
         raise ValueError(f"unknown glm.backend {backend!r}; choose auto, {', '.join(MESSAGE_BACKENDS)}")
     if backend == "dgl" and str(device).startswith("cuda"):
-        raise ValueError("glm.backend=dgl cannot run on CUDA: the PyPI DGL build is CPU-only; use torch or auto")
+        raise ValueError(
+            "glm.backend=dgl cannot run on CUDA: the PyPI DGL build is CPU-only; use torch or auto"
+        )
     return backend
 
 
@@ -283,7 +287,9 @@ class GraphLearningModel(nn.Module):
         """f(h_U, h_I) of Eq. 9: the distance between final user and item embeddings."""
         return torch.linalg.vector_norm(h[users] - h[items], ord=self.norm, dim=-1)
 
-    def loss(self, h: Tensor, users: Tensor, positive_items: Tensor, negative_items: Tensor, margin: float) -> Tensor:
+    def loss(
+        self, h: Tensor, users: Tensor, positive_items: Tensor, negative_items: Tensor, margin: float
+    ) -> Tensor:
         """Eq. 9: [gamma + f(h_U, h_I) - f(h_U, h_I')]_+ over observed pairs and random negatives."""
         return torch.relu(
             margin + self.distance(h, users, positive_items) - self.distance(h, users, negative_items)

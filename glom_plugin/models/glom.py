@@ -23,7 +23,9 @@ from glom_plugin.models.training import GLMResult, PMResult, fit_glm, fit_pm
 log = logging.getLogger(__name__)
 
 
-def fit_glom(data: LookalikeData, cfg: GlomConfig, seed: int = 0, progress: bool = True) -> tuple[PMResult | None, GLMResult]:
+def fit_glom(
+    data: LookalikeData, cfg: GlomConfig, seed: int = 0, progress: bool = True
+) -> tuple[PMResult | None, GLMResult]:
     """PM then GLM; PM is skipped for the ablation "w/o PM" (``glm.use_pm=False``), whose h^0 is random."""
     pm = fit_pm(data, cfg, seed=seed, progress=progress) if cfg.glm.use_pm else None
     glm = fit_glm(data, cfg, seed=seed, pm=pm, progress=progress)
@@ -51,7 +53,11 @@ def load_training_data(cfg: GlomConfig, layout: RunLayout) -> LookalikeData:
     from glom_plugin.graph.build import load_lookalike_data
 
     data = load_lookalike_data(layout)
-    if cfg.pm.use_profiles and layout.user_profile_embeddings.exists() and layout.item_profile_embeddings.exists():
+    if (
+        cfg.pm.use_profiles
+        and layout.user_profile_embeddings.exists()
+        and layout.item_profile_embeddings.exists()
+    ):
         import pandas as pd
 
         from glom_plugin.text.profiles import attach_profile_embeddings
@@ -116,7 +122,9 @@ def _pm_from_artifact(cfg: GlomConfig, layout: RunLayout, data: LookalikeData) -
         log.warning("models/pm does not match the current graph or config; retraining PM")
         return None
     nodes = np.concatenate([saved.user_embeddings, saved.item_embeddings])
-    history = TrainingHistory(**saved.metrics["pm"]) if "pm" in saved.metrics else TrainingHistory(device="cpu")
+    history = (
+        TrainingHistory(**saved.metrics["pm"]) if "pm" in saved.metrics else TrainingHistory(device="cpu")
+    )
     return PMResult(
         model=None,  # type: ignore[arg-type]  - GLM needs only the embeddings
         triples=triples,

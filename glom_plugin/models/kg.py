@@ -25,6 +25,7 @@ import numpy as np
 from glom_plugin.config import GraphConfig
 from glom_plugin.graph.dataset import LookalikeData
 
+
 @dataclass(frozen=True)
 class KnowledgeTriples:
     """Directed triples (head, relation, tail) over the unified node index."""
@@ -70,7 +71,12 @@ class KnowledgeTriples:
 
     def subset(self, mask: np.ndarray) -> KnowledgeTriples:
         return KnowledgeTriples(
-            self.heads[mask], self.relations[mask], self.tails[mask], self.relation_names, self.n_users, self.n_items
+            self.heads[mask],
+            self.relations[mask],
+            self.tails[mask],
+            self.relation_names,
+            self.n_users,
+            self.n_items,
         )
 
     def triple_keys(self) -> np.ndarray:
@@ -108,9 +114,18 @@ def build_knowledge_triples(data: LookalikeData, graph: GraphConfig) -> Knowledg
         add(rel.name, rel.head + offset.get(rel.head_type, 0), rel.tail + offset.get(rel.tail_type, 0))
     for rel in relations:
         if rel.name in REVERSE_RELATION:
-            add(REVERSE_RELATION[rel.name], rel.tail + offset.get(rel.tail_type, 0), rel.head + offset.get(rel.head_type, 0))
+            add(
+                REVERSE_RELATION[rel.name],
+                rel.tail + offset.get(rel.tail_type, 0),
+                rel.head + offset.get(rel.head_type, 0),
+            )
     triples = KnowledgeTriples(
-        np.concatenate(heads), np.concatenate(rels), np.concatenate(tails), tuple(names), data.n_users, data.n_items
+        np.concatenate(heads),
+        np.concatenate(rels),
+        np.concatenate(tails),
+        tuple(names),
+        data.n_users,
+        data.n_items,
     )
     _check_bounds(triples)
     return triples

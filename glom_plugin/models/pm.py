@@ -142,7 +142,9 @@ class PretrainEnergyModel(nn.Module):
         """F = F_I + F_GG + F_GI + F_IG (§3.5)."""
         return torch.stack(list(self.energy_terms(heads, relations, tails).values())).sum(dim=0)
 
-    def loss(self, positive: tuple[Tensor, Tensor, Tensor], negative: tuple[Tensor, Tensor, Tensor], margin: float):
+    def loss(
+        self, positive: tuple[Tensor, Tensor, Tensor], negative: tuple[Tensor, Tensor, Tensor], margin: float
+    ):
         """Eq. 2 for aligned positive / negative triples."""
         return margin_ranking_loss(self.energy(*positive), self.energy(*negative), margin)
 
@@ -176,7 +178,9 @@ class FilteredNegativeSampler:
     nearly every candidate) come back with ``valid=False`` and the caller drops them.
     """
 
-    def __init__(self, triples: KnowledgeTriples, device: str | torch.device = "cpu", max_tries: int = 20) -> None:
+    def __init__(
+        self, triples: KnowledgeTriples, device: str | torch.device = "cpu", max_tries: int = 20
+    ) -> None:
         self.n_users, self.n_items = triples.n_users, triples.n_items
         self.n_relations, self.n_nodes = triples.n_relations, triples.n_nodes
         self.known = torch.as_tensor(np.unique(triples.triple_keys()), device=device)

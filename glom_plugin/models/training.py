@@ -214,7 +214,9 @@ def fit_pm(
             neg_h, neg_t, valid = sampler.sample(h, r, t, generator)
             if not bool(valid.any()):
                 continue
-            loss = model.loss((h[valid], r[valid], t[valid]), (neg_h[valid], r[valid], neg_t[valid]), cfg.pm.margin)
+            loss = model.loss(
+                (h[valid], r[valid], t[valid]), (neg_h[valid], r[valid], neg_t[valid]), cfg.pm.margin
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -272,7 +274,9 @@ def fit_glm(
     generator = torch.Generator(device=device).manual_seed(seed + 1)
     full = pm.triples if pm is not None else build_knowledge_triples(data, cfg.graph)
     if cfg.glm.use_pm and pm is None:
-        raise ValueError("glm.use_pm is true but no PM result was given; run fit_pm first (or set glm.use_pm=false)")
+        raise ValueError(
+            "glm.use_pm is true but no PM result was given; run fit_pm first (or set glm.use_pm=false)"
+        )
     train, val_users, val_items = split_validation(full, cfg.glm.val_fraction, rng)
     model = GraphLearningModel(
         full.n_nodes,
@@ -297,7 +301,9 @@ def fit_glm(
     history = TrainingHistory(device=str(device), backend=backend)
     stopper = EarlyStopping(cfg.glm.patience)
 
-    epochs = tqdm(range(cfg.glm.epochs), desc=f"GLM-{cfg.glm.aggregator} epochs", disable=not progress, leave=False)
+    epochs = tqdm(
+        range(cfg.glm.epochs), desc=f"GLM-{cfg.glm.aggregator} epochs", disable=not progress, leave=False
+    )
     for epoch in epochs:
         start = time.perf_counter()
         model.train()

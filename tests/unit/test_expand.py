@@ -16,7 +16,9 @@ from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
 
 
-def clustered_model(n_per_cluster: int = 40, n_clusters: int = 3, dim: int = 8, seed: int = 0) -> TrainedModel:
+def clustered_model(
+    n_per_cluster: int = 40, n_clusters: int = 3, dim: int = 8, seed: int = 0
+) -> TrainedModel:
     """Users in tight clusters around orthogonal directions; cluster c's users are ids c-000, c-001, ..."""
     rng = np.random.default_rng(seed)
     centers = np.eye(n_clusters, dim) * 3.0
@@ -116,7 +118,7 @@ def test_seed_files(tmp_path):
     with pytest.raises(ValueError, match="bad.csv, line 1.*user_id"):
         read_seed_file(bad)
     blank = tmp_path / "blank.csv"
-    blank.write_text("user_id\n0-000\n\"\"\n")
+    blank.write_text('user_id\n0-000\n""\n')
     with pytest.raises(ValueError, match="line 3, field user_id"):
         read_seed_file(blank)
     spaced = tmp_path / "spaced.txt"

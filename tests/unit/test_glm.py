@@ -29,7 +29,9 @@ def toy_triples() -> KnowledgeTriples:
     heads = np.array([0, 1, 1, 2, 3, 0])
     rels = np.array([0, 0, 1, 2, 2, 1])
     tails = np.array([2, 2, 3, 0, 0, 2])
-    return KnowledgeTriples(heads, rels, tails, ("interacted", "likes", "interacted_by"), n_users=2, n_items=2)
+    return KnowledgeTriples(
+        heads, rels, tails, ("interacted", "likes", "interacted_by"), n_users=2, n_items=2
+    )
 
 
 def _h_r(dtype=torch.float64, seed=0):
@@ -123,7 +125,9 @@ def test_dgl_and_torch_backends_agree_on_outputs_and_gradients(aggregator):
     results = {}
     for backend in BACKENDS:
         torch.manual_seed(0)
-        model = GraphLearningModel(triples.n_nodes, triples.n_relations, 6, layers=2, aggregator=aggregator).double()
+        model = GraphLearningModel(
+            triples.n_nodes, triples.n_relations, 6, layers=2, aggregator=aggregator
+        ).double()
         graph = build_message_graph(triples, backend, "cpu")
         h, r = model(graph)
         users = torch.arange(0, 20)
@@ -159,8 +163,15 @@ def test_backend_resolution():
 def test_glm_training_lowers_the_loss(aggregator):
     data = make_planted_data(n_users=100, n_items=40, seed=6)
     cfg = GlomConfig(device="cpu").with_overrides(
-        **{"pm.dim": 12, "pm.epochs": 3, "glm.epochs": 5, "glm.batch_size": 256, "glm.patience": 10,
-           "glm.aggregator": aggregator, "glm.lr": 0.01}
+        **{
+            "pm.dim": 12,
+            "pm.epochs": 3,
+            "glm.epochs": 5,
+            "glm.batch_size": 256,
+            "glm.patience": 10,
+            "glm.aggregator": aggregator,
+            "glm.lr": 0.01,
+        }
     )
     pm = fit_pm(data, cfg, seed=0, progress=False)
     result = fit_glm(data, cfg, seed=0, pm=pm, progress=False)

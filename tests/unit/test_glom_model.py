@@ -19,7 +19,14 @@ torch.set_num_threads(1)
 
 def small_cfg(**extra) -> GlomConfig:
     return GlomConfig(device="cpu").with_overrides(
-        **{"pm.dim": 16, "pm.epochs": 12, "pm.batch_size": 256, "glm.epochs": 6, "glm.batch_size": 512, **extra}
+        **{
+            "pm.dim": 16,
+            "pm.epochs": 12,
+            "pm.batch_size": 256,
+            "glm.epochs": 6,
+            "glm.batch_size": 512,
+            **extra,
+        }
     )
 
 

@@ -81,7 +81,9 @@ def test_interaction_energy_by_hand(norm):
 def test_profile_energies_by_hand():
     user_profile = np.array([[0.2, 0.0]], dtype=np.float32)
     item_profile = np.array([[0.0, 0.3]], dtype=np.float32)
-    model = PretrainEnergyModel(1, 1, 1, dim=2, norm=2, user_profiles=user_profile, item_profiles=item_profile)
+    model = PretrainEnergyModel(
+        1, 1, 1, dim=2, norm=2, user_profiles=user_profile, item_profiles=item_profile
+    )
     _set(model, [[0.1, 0.2], [0.5, -0.1]], [[0.3, 0.1]])
     with torch.no_grad():  # projections = identity, so u_p / v_p are the profiles themselves
         for proj in (model.user_projection, model.item_projection):
@@ -159,11 +161,22 @@ def test_negative_sampler_never_returns_a_known_triple():
 def test_negative_sampler_marks_impossible_rows_invalid():
     # one user who bought every item: no clean tail corruption exists
     edges = pd.DataFrame(
-        {"user_idx": [0, 0], "item_idx": [0, 1], "rating_norm": [1.0, 1.0], "sentiment": [1.0, 1.0],
-         "polarity": [1.0, 1.0], "liked": [True, True]}
+        {
+            "user_idx": [0, 0],
+            "item_idx": [0, 1],
+            "rating_norm": [1.0, 1.0],
+            "sentiment": [1.0, 1.0],
+            "polarity": [1.0, 1.0],
+            "liked": [True, True],
+        }
     )
-    data = LookalikeData(np.array(["a"]), np.array(["x", "y"]), edges,
-                         pd.DataFrame({"user_a": [], "user_b": [], "similarity": []}), sp.csr_matrix((2, 0)))
+    data = LookalikeData(
+        np.array(["a"]),
+        np.array(["x", "y"]),
+        edges,
+        pd.DataFrame({"user_a": [], "user_b": [], "similarity": []}),
+        sp.csr_matrix((2, 0)),
+    )
     triples = build_knowledge_triples(data, GraphConfig(use_polarity_edges=False))
     sampler = FilteredNegativeSampler(triples, max_tries=5)
     h, r, t = (torch.as_tensor(x) for x in (triples.heads[:2], triples.relations[:2], triples.tails[:2]))
