@@ -64,6 +64,22 @@ def test_versions_and_champion_alias_move_only_on_improvement(cfg, tmp_path):
     by_number = reg.load_trained_model("models:/glom-test/2", tracking_uri=cfg.tracking_uri())
     np.testing.assert_array_equal(by_number.trained.user_embeddings, random_model(2).user_embeddings)
 
+    # The generic pyfunc face answers campaigns exactly as expand_audience does.
+    import mlflow
+    import pandas as pd
+
+    from glom_plugin.expand.expander import expand_audience
+
+    pyfunc = mlflow.pyfunc.load_model("models:/glom-test@champion")
+    seeds = [["u0001", "u0002", "nobody"], ["u0100"]]
+    out = pyfunc.predict(pd.DataFrame({"campaign": ["a", "b"], "seed_ids": seeds, "k": [7, 4]}))
+    assert out.columns.tolist() == ["campaign", "user_id", "score", "rank"]
+    for name, campaign_seeds, k in (("a", seeds[0], 7), ("b", seeds[1], 4)):
+        reference = expand_audience(expected, campaign_seeds, GlomConfig().expand, k=k).lookalikes
+        got = out[out["campaign"] == name]
+        assert got["user_id"].tolist() == reference["user_id"].tolist()
+        assert got["rank"].tolist() == list(range(1, k + 1))
+
 
 def test_version_without_pr_auc_is_never_champion(cfg):
     from mlflow import MlflowClient
