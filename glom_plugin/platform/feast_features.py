@@ -349,13 +349,19 @@ def attach_profile_embeddings_from_feast(
     Exports this run's feature tables, applies the repo with its sources pointing at them, then fetches
     the embeddings of ``data``'s users and items by historical retrieval — the Feast path the served
     features also come from, instead of reading the files behind Feast's back.
+
+    The features are the whole run's (the profiles stage's tables), so this is the path for training the
+    production model; the evaluator's leak-free runs rebuild profiles from their training split instead.
+    Ablation "w/o U/I profile" (``pm.use_profiles`` off) returns ``data`` unchanged.
     """
     from glom_plugin.layout import RunLayout
 
+    if not cfg.pm.use_profiles:
+        return data
     layout = layout or RunLayout.at(cfg.run_dir)
     repo = resolve_repo_path(cfg)
     key = (str(repo), str(layout.features_dir.resolve()))
-    if key not in _APPLIED:  # once per process and run: evaluation trains many models on the same run
+    if key not in _APPLIED:  # once per process and run
         export_feature_tables(layout, cfg)
         feast_apply(repo, features_dir=layout.features_dir)
         _APPLIED.add(key)
