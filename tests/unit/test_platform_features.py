@@ -61,3 +61,11 @@ def test_mlflow_helpers():
     assert reg.artifact_root_for("http://127.0.0.1:5000") is None
     params = reg.flatten_config(GlomConfig())
     assert params["pm.dim"] == "64" and params["tracking.champion_alias"] == "champion"
+
+
+def test_feast_training_path_respects_the_no_profiles_ablation(tmp_path):
+    cfg = GlomConfig(run_dir=str(tmp_path)).with_overrides(
+        **{"pm.use_profiles": False, "features.feast_repo": str(tmp_path / "no-such-repo")}
+    )
+    sentinel = object()
+    assert ff.attach_profile_embeddings_from_feast(sentinel, cfg) is sentinel  # never reaches Feast
