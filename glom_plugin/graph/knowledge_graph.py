@@ -149,10 +149,7 @@ def knowledge_graph_triples(
                     }
                 )
             )
-    if not frames:
-        return pd.DataFrame(
-            {c: pd.Series(dtype=t) for c, t in zip(TRIPLE_COLUMNS, ["int64", "object"] * 3, strict=False)}
-        )
+    # `interacted` is always present, so there is at least one frame (possibly with zero rows).
     return pd.concat(frames, ignore_index=True)[TRIPLE_COLUMNS]
 
 
