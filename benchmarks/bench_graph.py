@@ -108,14 +108,23 @@ class PeakRSS:
 
 
 def measure(name: str, fn: Callable[[], Any], rows: list[dict[str, Any]], size: int) -> Any:
+    process = psutil.Process()
     with PeakRSS() as rss:
+        cpu_start = sum(process.cpu_times()[:2])
         start = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - start
+        cpu = sum(process.cpu_times()[:2]) - cpu_start
     rows.append(
-        {"interactions": size, "step": name, "seconds": round(seconds, 2), "peak_mib": round(rss.peak_mib, 1)}
+        {
+            "interactions": size,
+            "step": name,
+            "seconds": round(seconds, 2),
+            "cpu_seconds": round(cpu, 2),
+            "peak_mib": round(rss.peak_mib, 1),
+        }
     )
-    print(f"{size:>9} {name:<22} {seconds:8.2f}s  +{rss.peak_mib:8.1f} MiB", flush=True)
+    print(f"{size:>9} {name:<22} {seconds:8.2f}s wall {cpu:8.2f}s cpu  +{rss.peak_mib:8.1f} MiB", flush=True)
     return result
 
 
