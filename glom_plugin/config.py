@@ -261,6 +261,7 @@ class MetaHeacBaselineConfig(_Section):
     use_profiles: bool = True
     # Meta-training tasks = items with at least this many purchasers in the training graph.
     min_task_purchasers: int = Field(6, ge=2)
+    max_task_purchasers: int = Field(64, ge=2)
     task_negative_ratio: int = Field(5, ge=1)
     meta_epochs: int = Field(10, ge=1)
     tasks_per_batch: int = Field(8, ge=1)

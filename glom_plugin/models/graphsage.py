@@ -50,7 +50,9 @@ class NeighbourSampler:
     def _graph(self, keep: np.ndarray):
         from glom_plugin.dgl_compat import dgl
 
-        return dgl.graph((torch.from_numpy(self.src[keep]), torch.from_numpy(self.dst[keep])), num_nodes=self.n_nodes)
+        return dgl.graph(
+            (torch.from_numpy(self.src[keep]), torch.from_numpy(self.dst[keep])), num_nodes=self.n_nodes
+        )
 
 
 class GraphSage(nn.Module):
@@ -123,7 +125,10 @@ class GraphSageModel(EmbeddingLookalikeModel):
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         pairs = np.unique(
-            np.stack([data.edges["user_idx"].to_numpy(np.int64), data.edges["item_idx"].to_numpy(np.int64)], 1), axis=0
+            np.stack(
+                [data.edges["user_idx"].to_numpy(np.int64), data.edges["item_idx"].to_numpy(np.int64)], 1
+            ),
+            axis=0,
         )
         item_nodes = pairs[:, 1] + data.n_users
         neighbours = NeighbourSampler(
@@ -133,7 +138,9 @@ class GraphSageModel(EmbeddingLookalikeModel):
             rng,
         )
         profiles = _profile_features(data) if settings.use_profiles else None
-        model = GraphSage(data.n_users, data.n_items, settings.dim, settings.layers, settings.aggregator, profiles)
+        model = GraphSage(
+            data.n_users, data.n_items, settings.dim, settings.layers, settings.aggregator, profiles
+        )
         self.loss_history = train_bpr(
             lambda: model([neighbours.sample(f) for f in fanouts]),
             list(model.parameters()),

@@ -30,11 +30,13 @@ from glom_plugin.models.bpr import BprSampler, train_bpr
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """"auto" = DGL on CPU (the reference), torch sparse on CUDA (DGL graphs cannot move to a GPU)."""
+    """Backend "auto" = DGL on CPU (the reference), torch sparse on CUDA (DGL graphs cannot move to a GPU)."""
     if backend == "auto":
         return "torch" if device.type == "cuda" else "dgl"
     if backend == "dgl" and device.type == "cuda":
-        raise ValueError("backend 'dgl' cannot run on CUDA: the PyPI DGL build is CPU-only; use 'torch' or 'auto'")
+        raise ValueError(
+            "backend 'dgl' cannot run on CUDA: the PyPI DGL build is CPU-only; use 'torch' or 'auto'"
+        )
     return backend
 
 
@@ -49,7 +51,13 @@ class NormalizedAdjacency:
 
     @classmethod
     def from_edges(
-        cls, user_idx: np.ndarray, item_idx: np.ndarray, n_users: int, n_items: int, backend: str, device: torch.device
+        cls,
+        user_idx: np.ndarray,
+        item_idx: np.ndarray,
+        n_users: int,
+        n_items: int,
+        backend: str,
+        device: torch.device,
     ) -> NormalizedAdjacency:
         pairs = np.unique(np.stack([user_idx, item_idx + n_users], axis=1), axis=0)
         src = np.concatenate([pairs[:, 0], pairs[:, 1]])
@@ -91,7 +99,9 @@ class LightGCN(nn.Module):
         self.embedding = nn.Embedding(n_users + n_items, dim)
         nn.init.normal_(self.embedding.weight, std=0.1)  # as the reference implementation
 
-    def forward(self, adjacency: NormalizedAdjacency) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, adjacency: NormalizedAdjacency
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(final user emb, final item emb, layer-0 user emb, layer-0 item emb)."""
         e0 = self.embedding.weight
         layer_sum, e = e0, e0
@@ -147,5 +157,7 @@ class LightGCNModel(EmbeddingLookalikeModel):
 
     def fit(self, data: LookalikeData) -> LightGCNModel:
         device = torch.device(self.config.resolved_device())
-        self.embeddings, self.loss_history = fit_lightgcn_embeddings(data, self.settings, device, self.seed, "lightgcn")
+        self.embeddings, self.loss_history = fit_lightgcn_embeddings(
+            data, self.settings, device, self.seed, "lightgcn"
+        )
         return self

@@ -89,7 +89,8 @@ class LogisticRegressionModel(LookalikeModel):
         super().__init__(config, seed)
         self.settings: LRBaselineConfig = config.baselines.lr
         self.features: RawUserFeatures | None = None
-        self.last_coefficients: np.ndarray | None = None  # of the latest campaign, for inspection (L1 sparsity)
+        # Coefficients of the latest campaign's classifier, for inspection (L1 sparsity).
+        self.last_coefficients: np.ndarray | None = None
 
     def fit(self, data: LookalikeData) -> LogisticRegressionModel:
         self.features = RawUserFeatures(data, self.settings.features, self.settings.use_categories)

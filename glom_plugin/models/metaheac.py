@@ -48,18 +48,26 @@ class UserBags:
     def __init__(self, user_items: sp.csr_matrix, device: torch.device) -> None:
         user_items = user_items.tocsr()
         user_items.sum_duplicates()
-        self.indptr, self.indices, self.device = user_items.indptr, user_items.indices.astype(np.int64), device
+        self.indptr, self.indices, self.device = (
+            user_items.indptr,
+            user_items.indices.astype(np.int64),
+            device,
+        )
 
     def bags(self, users: np.ndarray, hide_item: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        starts, ends = self.indptr[users], self.indptr[users + 1]
-        lengths = ends - starts
-        flat = np.concatenate([self.indices[s:e] for s, e in zip(starts, ends, strict=True)]) if len(users) else np.zeros(0, np.int64)
+        starts = self.indptr[users]
+        lengths = self.indptr[users + 1] - starts
         owner = np.repeat(np.arange(len(users)), lengths)
+        # Position k of the flattened bags reads indices[start of its user + rank of k inside that bag].
+        bag_start = np.cumsum(lengths) - lengths
+        flat = self.indices[np.repeat(starts - bag_start, lengths) + np.arange(int(lengths.sum()))]
         if hide_item is not None:
             keep = flat != hide_item
             flat, owner = flat[keep], owner[keep]
         offsets = np.searchsorted(owner, np.arange(len(users)))  # empty bags give zero vectors
-        return torch.from_numpy(flat).to(self.device), torch.from_numpy(offsets.astype(np.int64)).to(self.device)
+        return torch.from_numpy(flat).to(self.device), torch.from_numpy(offsets.astype(np.int64)).to(
+            self.device
+        )
 
 
 class HybridExpertsCritics(nn.Module):
@@ -86,7 +94,10 @@ class HybridExpertsCritics(nn.Module):
             self.register_buffer(
                 "item_category_matrix",
                 torch.sparse_coo_tensor(
-                    np.stack([coo.row, coo.col]), coo.data.astype(np.float32), normalized.shape, check_invariants=True
+                    np.stack([coo.row, coo.col]),
+                    coo.data.astype(np.float32),
+                    normalized.shape,
+                    check_invariants=True,
                 ).coalesce(),
             )
             self.category_embedding = nn.Embedding(self.n_categories, dim)
@@ -123,7 +134,9 @@ class HybridExpertsCritics(nn.Module):
         return (torch.stack([expert(x) for expert in self.experts], dim=-1) @ gate.T).squeeze(-1)
 
     @staticmethod
-    def critic_logits(head: nn.ModuleDict, h: torch.Tensor, seed_rep: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+    def critic_logits(
+        head: nn.ModuleDict, h: torch.Tensor, seed_rep: torch.Tensor, task: torch.Tensor
+    ) -> torch.Tensor:
         """logit_u = sum_j w_j Critic_j([h_u ; h_u * s]), w = softmax(W_c t)."""
         c = torch.cat([h, h * seed_rep], dim=1)
         weights = torch.softmax(head["critic_gate"](task), dim=-1)
@@ -197,7 +210,9 @@ class MetaHeacModel(LookalikeModel):
             epoch_loss, steps = 0.0, 0
             for start in range(0, len(order), s.tasks_per_batch):
                 optimizer.zero_grad()
-                batch = [self._episode(tasks[t], all_users, rng) for t in order[start : start + s.tasks_per_batch]]
+                batch = [
+                    self._episode(tasks[t], all_users, rng) for t in order[start : start + s.tasks_per_batch]
+                ]
                 loss = torch.stack([self._query_loss(ep) for ep in batch]).mean()
                 loss.backward()
                 optimizer.step()
@@ -215,11 +230,16 @@ class MetaHeacModel(LookalikeModel):
         eligible = np.flatnonzero(counts >= self.settings.min_task_purchasers)
         if len(eligible) > self.settings.max_tasks:
             eligible = np.sort(rng.choice(eligible, self.settings.max_tasks, replace=False))
-        return [(int(i), purchasers.indices[purchasers.indptr[i] : purchasers.indptr[i + 1]]) for i in eligible]
+        return [
+            (int(i), purchasers.indices[purchasers.indptr[i] : purchasers.indptr[i + 1]]) for i in eligible
+        ]
 
-    def _episode(self, task: tuple[int, np.ndarray], all_users: np.ndarray, rng: np.random.Generator) -> Episode:
+    def _episode(
+        self, task: tuple[int, np.ndarray], all_users: np.ndarray, rng: np.random.Generator
+    ) -> Episode:
         item, buyers = task
-        buyers = rng.permutation(buyers)
+        # At most max_task_purchasers purchasers per episode, so a best-seller does not make a huge episode.
+        buyers = rng.permutation(buyers)[: self.settings.max_task_purchasers]
         half = len(buyers) // 2
         n_neg = min(self.settings.task_negative_ratio * len(buyers), len(all_users) - len(buyers))
         # Sample non-buyers by rejection: buyers are a small share of users.
@@ -237,7 +257,9 @@ class MetaHeacModel(LookalikeModel):
             query_labels=np.concatenate([np.ones(len(buyers) - half), np.zeros(len(negatives) - neg_half)]),
         )
 
-    def _encode(self, users: np.ndarray, task: torch.Tensor, hide_item: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode(
+        self, users: np.ndarray, task: torch.Tensor, hide_item: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_u, h_u) for ``users``."""
         users_t = torch.from_numpy(users).to(self.device)
         x = self.network.user_features(users_t, self._bags.bags(users, hide_item))
@@ -250,13 +272,20 @@ class MetaHeacModel(LookalikeModel):
         task = x_seeds.mean(dim=0, keepdim=True)
         return task, self.network.represent(x_seeds, task).mean(dim=0, keepdim=True)
 
-    def _adapt(self, task: torch.Tensor, seed_rep: torch.Tensor, h: torch.Tensor, labels: torch.Tensor, steps: int):
+    def _adapt(
+        self, task: torch.Tensor, seed_rep: torch.Tensor, h: torch.Tensor, labels: torch.Tensor, steps: int
+    ):
         """Inner loop: ``steps`` SGD steps on the critics; first-order (gradients detached)."""
         fast = {name: p for name, p in self._head_call.named_parameters()}
         for _ in range(steps):
-            loss = balanced_bce(functional_call(self._head_call, fast, (h, seed_rep, task)).squeeze(1), labels)
+            loss = balanced_bce(
+                functional_call(self._head_call, fast, (h, seed_rep, task)).squeeze(1), labels
+            )
             grads = torch.autograd.grad(loss, list(fast.values()), retain_graph=True)
-            fast = {name: p - self.settings.inner_lr * g.detach() for (name, p), g in zip(fast.items(), grads, strict=True)}
+            fast = {
+                name: p - self.settings.inner_lr * g.detach()
+                for (name, p), g in zip(fast.items(), grads, strict=True)
+            }
         return fast
 
     def _query_loss(self, episode: Episode) -> torch.Tensor:
@@ -285,7 +314,9 @@ class MetaHeacModel(LookalikeModel):
         task, seed_rep = self._task_context(campaign.seeds, hide)
         support = np.concatenate([campaign.seeds, campaign.non_seeds])
         labels = torch.from_numpy(
-            np.concatenate([np.ones(len(campaign.seeds)), np.zeros(len(campaign.non_seeds))]).astype(np.float32)
+            np.concatenate([np.ones(len(campaign.seeds)), np.zeros(len(campaign.non_seeds))]).astype(
+                np.float32
+            )
         ).to(self.device)
         _, h_support = self._encode(support, task, hide)
         fast = self._adapt(task, seed_rep, h_support, labels, self.finetune_steps(campaign))

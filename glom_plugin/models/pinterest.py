@@ -37,7 +37,9 @@ class LshRegions:
         planes = rng.normal(size=(tables, embeddings.shape[1], bits))
         powers = 1 << np.arange(bits)
         # regions[t, u] = the bit pattern of user u's side of table t's hyperplanes.
-        self.regions = np.stack([((centred @ planes[t]) > 0).astype(np.int64) @ powers for t in range(tables)])
+        self.regions = np.stack(
+            [((centred @ planes[t]) > 0).astype(np.int64) @ powers for t in range(tables)]
+        )
         self.n_regions = 1 << bits
         self.background = np.stack([np.bincount(r, minlength=self.n_regions) for r in self.regions])
 

@@ -57,7 +57,9 @@ def make_planted_data(
         k = int(rng.integers(items_per_user[0], items_per_user[1] + 1))
         n_own = int(rng.binomial(k, OWN_COMMUNITY_SHARE))
         c = user_comm[u]
-        own = rng.choice(items_by_comm[c], size=min(n_own, len(items_by_comm[c])), replace=False, p=popularity[c])
+        own = rng.choice(
+            items_by_comm[c], size=min(n_own, len(items_by_comm[c])), replace=False, p=popularity[c]
+        )
         other = rng.choice(np.flatnonzero(item_comm != c), size=k - len(own), replace=False)
         items = np.concatenate([own, other])
         rows_u.append(np.full(len(items), u, dtype=np.int64))
@@ -171,7 +173,9 @@ def training_view(data: LookalikeData, campaigns: list[tuple[Campaign, np.ndarra
         for user in campaign.candidates[labels == 1]:
             held_out.add((int(user), int(campaign.item_idx)))
     edges = data.edges
-    keys = list(zip(edges["user_idx"].to_numpy().tolist(), edges["item_idx"].to_numpy().tolist(), strict=True))
+    keys = list(
+        zip(edges["user_idx"].to_numpy().tolist(), edges["item_idx"].to_numpy().tolist(), strict=True)
+    )
     keep = np.array([k not in held_out for k in keys], dtype=bool)
     return replace(data, edges=edges.loc[keep].reset_index(drop=True))
 

@@ -125,7 +125,9 @@ def test_node_feature_methods_use_profiles(name, config, planted, fitted_with_ca
     assert not np.allclose(a.score_campaign(campaign), b.score_campaign(campaign))
     pr_auc, positive_rate = mean_pr_auc(b, campaigns)
     assert pr_auc >= 2.0 * positive_rate
-    off = create_model(name, config.with_overrides(**{f"baselines.{name}.use_profiles": False}), seed=3).fit(with_profiles)
+    off = create_model(name, config.with_overrides(**{f"baselines.{name}.use_profiles": False}), seed=3).fit(
+        with_profiles
+    )
     np.testing.assert_allclose(off.score_campaign(campaign), a.score_campaign(campaign), rtol=1e-5, atol=1e-6)
 
 
@@ -155,7 +157,9 @@ def test_lr_l1_gives_sparse_coefficients(config, ratings_only):
     data, campaigns = ratings_only
     campaign = campaigns[0][0]
     l2 = create_model("lr", config, seed=0).fit(data)
-    l1 = create_model("lr", config.with_overrides(**{"baselines.lr.penalty": "l1", "baselines.lr.C": 10.0}), seed=0).fit(data)
+    l1 = create_model(
+        "lr", config.with_overrides(**{"baselines.lr.penalty": "l1", "baselines.lr.C": 10.0}), seed=0
+    ).fit(data)
     l2.score_campaign(campaign)
     scores = l1.score_campaign(campaign)
     assert np.count_nonzero(l1.last_coefficients) < 0.5 * np.count_nonzero(l2.last_coefficients)
@@ -175,7 +179,9 @@ def test_lr_feature_weightings(weighting, planted):
     features = RawUserFeatures(data, weighting, use_categories=True)
     users = np.arange(data.n_users)
     rows = features.rows(users)
-    counts = features.rows(users) if weighting == "counts" else RawUserFeatures(data, "counts", True).rows(users)
+    counts = (
+        features.rows(users) if weighting == "counts" else RawUserFeatures(data, "counts", True).rows(users)
+    )
     assert rows.shape == (data.n_users, data.n_items + data.item_categories.shape[1])
     np.testing.assert_allclose(counts[:, data.n_items :].toarray(), data.user_category_matrix().toarray())
     if weighting == "binary":
@@ -313,6 +319,8 @@ def test_metaheac_hides_the_task_item_and_splits_hot_cold(config, fitted, rating
     bags = UserBags(data.user_item_matrix(), torch.device("cpu"))
     users = np.array([0, 1])
     flat, offsets = bags.bags(users)
+    matrix = data.user_item_matrix()
+    np.testing.assert_array_equal(flat.numpy(), np.concatenate([np.unique(matrix[u].indices) for u in users]))
     first_item = int(flat[0])
     hidden, hidden_offsets = bags.bags(users, hide_item=first_item)
     assert first_item not in hidden.tolist()
@@ -326,3 +334,28 @@ def test_metaheac_hides_the_task_item_and_splits_hot_cold(config, fitted, rating
     assert model.finetune_steps(hot) == config.baselines.metaheac.finetune_steps_hot
     assert model.finetune_steps(cold) == config.baselines.metaheac.finetune_steps_cold
     assert model.meta_loss_history and all(np.isfinite(model.meta_loss_history))
+
+
+# ---- CUDA: DGL's PyPI build is CPU-only, so the GPU path of LightGCN / Pinterest is torch sparse ------
+
+
+def test_dgl_backend_refuses_cuda():
+    from glom_plugin.models.lightgcn import resolve_backend
+
+    with pytest.raises(ValueError, match="CPU-only"):
+        resolve_backend("dgl", torch.device("cuda"))
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+    assert resolve_backend("auto", torch.device("cpu")) == "dgl"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["lightgcn", "pinterest", "metaheac"])
+def test_cuda_path_beats_random(name, ratings_only):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA: checks the torch-sparse / torch GPU path of the baselines")
+    data, campaigns = ratings_only
+    model = create_model(name, GlomConfig().with_overrides(**{**FAST, "device": "cuda"}), seed=3).fit(data)
+    pr_auc, positive_rate = mean_pr_auc(model, campaigns)
+    assert pr_auc >= 2.0 * positive_rate, f"{name} on CUDA: PR-AUC {pr_auc:.3f} vs {positive_rate:.3f}"
+    if model.user_embeddings() is not None:
+        assert isinstance(model.user_embeddings(), np.ndarray)
