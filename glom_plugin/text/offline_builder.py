@@ -5,9 +5,9 @@ compact, informative summary of at most ``profile_words`` words, most informativ
 
 item  P_v: title · categories · key terms (TF-IDF salience over description, attributes and all
           reviews, against the whole catalogue) · attributes · rating pattern · opening of description
-user  P_u: rating tendency vs. everyone · categories bought (over all the user's items) · titles liked /
-          disliked from the uniform sample Î_u · themes of the sampled items' profiles · key terms of
-          the user's own reviews (TF-IDF against all users)
+user  P_u: rating tendency · categories bought (over all the user's items) · titles liked / disliked
+          from the uniform sample Î_u · themes of the sampled items' profiles · the most frequent content
+          words of the user's own reviews (local to the user, so unrelated users never change)
 
 Ratings-only data (no text, no metadata) degrades gracefully to what exists: titles and genres when the
 items table has them, the rating pattern always. No randomness beyond the seeded sample of Î_u, and
@@ -18,6 +18,7 @@ reproduces the same texts and hits the embedding cache.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,10 +29,23 @@ from glom_plugin.config import GlomConfig
 from glom_plugin.text.llm_builder import DryRunReport
 from glom_plugin.text.profile_inputs import ItemInput, UserInput
 
-OFFLINE_TEMPLATE_ID = "offline@v1"
+OFFLINE_TEMPLATE_ID = "offline@v2"
 KEY_TERMS = 8
 LIKED_AT = 0.6  # rating_norm at or above: the user liked the item (4/5, 7/10)
 DISLIKED_BELOW = 0.4
+# Rating tendency on the normalized scale, absolute (not vs. the corpus mean) so it is local to the user.
+GENEROUS_AT = 0.8
+CRITICAL_BELOW = 0.5
+_WORD = re.compile(r"\b[a-z][a-z]{2,}\b")
+
+
+def _frequent_terms(text: str, k: int) -> list[str]:
+    """The user's own most frequent content words (ties alphabetical). Deliberately local — no corpus IDF —
+    so a user's profile depends on that user's reviews alone."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    words = [w for w in _WORD.findall(text.lower()) if w not in ENGLISH_STOP_WORDS]
+    return [w for w, _ in sorted(Counter(words).items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
 def _salient_terms(docs: Sequence[str], k: int) -> list[list[str]]:
@@ -185,21 +199,20 @@ class OfflineProfileBuilder:
             for iid, text in item_profiles.items()
             if "Key terms: " in text
         }
-        all_ratings = [r for u in users for r in u.rating_norms]
-        overall = float(np.mean(all_ratings)) if all_ratings else 0.5
-        own_terms = _salient_terms([" ".join(c.review or "" for c in u.sampled) for u in users], 6)
         profiles: dict[str, str] = {}
-        for user, terms in zip(users, own_terms, strict=True):
+        for user in users:
             if user.n_items == 0:
                 profiles[user.user_id] = "A user with no recorded interactions."
                 continue
+            # Everything below reads only this user's rows and their items' profiles: a user untouched by
+            # a held-out split keeps exactly the same text (tests/integration/test_evaluate_pipeline.py).
             mean = float(np.mean(user.rating_norms))
             tendency = (
-                "generous" if mean > overall + 0.1 else "critical" if mean < overall - 0.1 else "typical"
+                "generous" if mean >= GENEROUS_AT else "critical" if mean < CRITICAL_BELOW else "moderate"
             )
-            parts = [
-                f"A {tendency} rater of {user.n_items} item{'s' if user.n_items != 1 else ''} (average {mean:.1f} of 1 vs {overall:.1f} overall)."
-            ]
+            plural = "s" if user.n_items != 1 else ""
+            parts = [f"A {tendency} rater of {user.n_items} item{plural} (average {mean:.1f} of 1)."]
+            terms = _frequent_terms(" ".join(c.review or "" for c in user.sampled), 6)
             categories: Counter[str] = Counter()
             for iid in user.item_ids:
                 item = by_id.get(iid)

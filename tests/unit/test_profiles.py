@@ -112,6 +112,25 @@ def test_offline_item_profile_is_stable_when_one_rating_is_held_out(tmp_path: Pa
     assert full == split and "20-49 users" in full and "average 0.8 of 1" in full
 
 
+def test_offline_user_profile_is_local_to_the_user(tmp_path: Path) -> None:
+    # Removing another user's rows (a held-out split) must not rewrite an unrelated user's profile.
+    extra = pd.DataFrame(
+        {
+            "user_id": ["u4"],
+            "item_id": ["mega"],
+            "rating": [4.0],
+            "rating_norm": [0.75],
+            "text": ["Funny superhero story, great cast"],
+            "helpful_votes": [0],
+        }
+    )
+    full = pd.concat([_interactions(), extra], ignore_index=True)
+    split = full.drop(full.index[(full["user_id"] == "u3")])
+    before = build_profiles(full, _items(), _cfg(), tmp_path).user_profiles.set_index("user_id")["profile"]
+    after = build_profiles(split, _items(), _cfg(), tmp_path).user_profiles.set_index("user_id")["profile"]
+    assert after["u4"] == before["u4"] and "superhero" in before["u4"]
+
+
 def test_offline_builder_works_on_ratings_only_data(tmp_path: Path) -> None:
     bare = _interactions()[["user_id", "item_id", "rating_norm"]]
     tables = build_profiles(bare, pd.DataFrame(columns=["item_id"]), _cfg(), tmp_path)
