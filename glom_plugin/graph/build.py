@@ -129,19 +129,21 @@ def build_lookalike_data(
 def apply_min_interactions(
     interactions: pd.DataFrame, cfg: GlomConfig
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Drop users / items below ``data.min_user_interactions`` / ``min_item_interactions``, repeatedly until
-    both hold (dropping an item can push a user under the bar). Counts are returned for the report:
-    nothing leaves silently."""
+    """Drop users / items with fewer distinct partners than ``data.min_user_interactions`` /
+    ``min_item_interactions``, repeatedly until both hold (dropping an item can push a user under the
+    bar). Counts are returned for the report: nothing leaves silently."""
     min_user, min_item = cfg.data.min_user_interactions, cfg.data.min_item_interactions
     frame = interactions
     before_users, before_items = frame["user_id"].nunique(), frame["item_id"].nunique()
     while True:
-        user_counts = frame.groupby("user_id")["user_id"].transform("size")
-        item_counts = frame.groupby("item_id")["item_id"].transform("size")
-        keep = (user_counts >= min_user) & (item_counts >= min_item)
-        if keep.all():
+        pairs = frame[["user_id", "item_id"]].drop_duplicates()
+        user_counts = pairs["user_id"].value_counts()
+        item_counts = pairs["item_id"].value_counts()
+        weak_users = user_counts.index[user_counts < min_user]
+        weak_items = item_counts.index[item_counts < min_item]
+        if len(weak_users) == 0 and len(weak_items) == 0:
             break
-        frame = frame.loc[keep]
+        frame = frame.loc[~frame["user_id"].isin(weak_users) & ~frame["item_id"].isin(weak_items)]
     frame = frame.reset_index(drop=True)
     return frame, {
         "interactions_dropped": len(interactions) - len(frame),
@@ -217,7 +219,11 @@ def run_graph_stage(cfg: GlomConfig, layout: RunLayout) -> dict[str, Any]:
         knowledge_graph_triples,
         save_knowledge_graph,
     )
-    from glom_plugin.graph.polarity import polarity_from_sentiment, score_review_sentiment
+    from glom_plugin.graph.polarity import (
+        merge_repeat_reviews,
+        polarity_from_sentiment,
+        score_review_sentiment,
+    )
     from glom_plugin.graph.similarity import similarity_with_ids
     from glom_plugin.platform.gx_gate import validate_tables
     from glom_plugin.text.sentiment import sentiment_backend_key
@@ -243,6 +249,7 @@ def run_graph_stage(cfg: GlomConfig, layout: RunLayout) -> dict[str, Any]:
     cache = _read_sentiment_cache(layout, backend_key)
     scored = score_review_sentiment(interactions, cfg, cache=cache)
     lap("sentiment")
+    scored, repeats_merged = merge_repeat_reviews(scored)
     polarity = polarity_from_sentiment(scored, cfg)
     lap("polarity")
     data = build_lookalike_data(polarity, items, cfg)
@@ -273,6 +280,7 @@ def run_graph_stage(cfg: GlomConfig, layout: RunLayout) -> dict[str, Any]:
     report.update(
         {
             "min_interactions": dropped,
+            "repeat_reviews_merged": repeats_merged,
             "sentiment_backend": backend_key,
             "sentiment_cached_rows": int(len(cache)) if cache is not None else 0,
             "validation": {"success": validation.success, "data_docs": validation.data_docs_index},

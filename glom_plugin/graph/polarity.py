@@ -75,6 +75,23 @@ def score_review_sentiment(
     return out
 
 
+def merge_repeat_reviews(scored: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One row per (user, item): repeat reviews of the same item (repeat purchases, kept by ingestion as
+    real data has them) are averaged — rating_norm and sentiment (NaN-skipping; NaN only when no review
+    of the pair has text) — because the KG has one polarity edge per pair and Eq. 1 one p_uv per item.
+    The first row's other columns are kept. Returns the merged frame and how many rows were folded in."""
+    keys = ["user_id", "item_id"]
+    repeated = scored.duplicated(keys, keep=False).to_numpy()
+    if not repeated.any():
+        return scored, 0
+    group = scored.loc[repeated]
+    means = group.groupby(keys, sort=False)[["rating_norm", "sentiment"]].mean()
+    first = group.drop_duplicates(keys).drop(columns=["rating_norm", "sentiment"])
+    merged = first.merge(means, left_on=keys, right_index=True, how="left")[scored.columns]
+    out = pd.concat([scored.loc[~repeated], merged], ignore_index=True)
+    return out, len(scored) - len(out)
+
+
 def polarity_from_sentiment(frame: pd.DataFrame, cfg: PolarityConfig | GlomConfig) -> pd.DataFrame:
     """Polarity edges (``POLARITY_SCHEMA`` columns) from rows holding user_id, item_id, rating_norm, sentiment.
 
@@ -104,7 +121,7 @@ def polarity_from_sentiment(frame: pd.DataFrame, cfg: PolarityConfig | GlomConfi
         examples = frame.loc[duplicated, ["user_id", "item_id"]].head(3).to_dict("records")
         raise ValueError(
             f"polarity_from_sentiment: {int(duplicated.sum())} rows repeat a (user_id, item_id) pair, e.g. {examples}; "
-            "ingestion deduplicates interactions, so this input did not come from it"
+            "merge repeat reviews first (merge_repeat_reviews)"
         )
     rating = frame["rating_norm"].to_numpy(dtype=np.float64)
     sentiment = frame["sentiment"].to_numpy(dtype=np.float64)

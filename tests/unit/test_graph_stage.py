@@ -42,6 +42,8 @@ def write_ingested(layout: RunLayout, seed: int = 0) -> pd.DataFrame:
                     "helpful_votes": 0,
                 }
             )
+    # One repeat review (a repeat purchase): the stage averages it into the pair's single polarity edge.
+    rows.append({**rows[0], "rating": 1.0, "rating_norm": 0.0, "text": NEGATIVE[0]})
     interactions = pd.DataFrame(rows)
     items = pd.DataFrame(
         {
@@ -80,21 +82,24 @@ def test_graph_stage_writes_gated_artifacts_and_reloads(tmp_path) -> None:
         assert path.is_file(), path
     assert (layout.validation_dir / "graph" / "data_docs" / "index.html").is_file()
     assert report["nodes"] == {"item": 8, "user": 12}
-    assert report["edges"]["interacted"] == len(interactions)
-    assert report["edges"]["likes"] + report["edges"]["dislikes"] == len(interactions)
+    n_pairs = len(interactions) - 1
+    assert report["repeat_reviews_merged"] == 1
+    assert report["edges"]["interacted"] == n_pairs
+    assert report["edges"]["likes"] + report["edges"]["dislikes"] == n_pairs
     assert report["edges"]["similar"] % 2 == 0 and report["edges"]["similar"] > 0
-    assert report["polarity_from_text_share"] == pytest.approx(interactions["text"].notna().mean())
+    has_text = interactions.groupby(["user_id", "item_id"])["text"].agg(lambda t: t.notna().any())
+    assert report["polarity_from_text_share"] == pytest.approx(has_text.mean())
     assert json.loads(layout.graph_report.read_text())["validation"]["success"] is True
 
     data = load_lookalike_data(layout)
-    assert data.n_users == 12 and data.n_items == 8 and len(data.edges) == len(interactions)
+    assert data.n_users == 12 and data.n_items == 8 and len(data.edges) == n_pairs
     assert data.category_names == ["Books", "c0", "c1", "c2"]
     graph = load_knowledge_graph(layout.knowledge_graph)
     assert graph.num_edges("similar") == 2 * len(data.similarity)
 
     # A rerun takes every stored sentiment from the polarity-edges table instead of rescoring.
     again = run_graph_stage(cfg, layout)
-    assert again["sentiment_cached_rows"] == len(interactions)
+    assert again["sentiment_cached_rows"] == n_pairs
     assert again["edges"] == report["edges"]
 
 

@@ -144,3 +144,30 @@ def test_hf_backend_loads_a_local_model_and_returns_positive_probability(tmp_pat
     assert scores[[0, 2, 3]] == pytest.approx(expected, abs=1e-5)
     with pytest.raises(FileNotFoundError, match="not a directory"):
         create_sentiment_backend(PolarityConfig(sentiment_backend="hf", hf_model_path=str(tmp_path / "nope")))
+
+
+def test_repeat_reviews_are_averaged_into_one_edge() -> None:
+    from glom_plugin.graph.polarity import merge_repeat_reviews
+
+    scored = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2", "u1", "u3", "u3"],
+            "item_id": ["X", "X", "X", "Y", "Y", "Y"],
+            "rating_norm": [1.0, 0.5, 0.25, 0.75, 0.0, 1.0],
+            "sentiment": [0.8, np.nan, 0.4, 0.6, np.nan, np.nan],
+            "text": ["a", None, "c", "d", None, None],
+        }
+    )
+    merged, folded = merge_repeat_reviews(scored)
+    assert folded == 2
+    rows = {(r.user_id, r.item_id): r for r in merged.itertuples(index=False)}
+    assert len(rows) == 4 == len(merged)
+    assert rows[("u1", "X")].rating_norm == pytest.approx(0.75) and rows[
+        ("u1", "X")
+    ].sentiment == pytest.approx(0.8)
+    assert rows[("u3", "Y")].rating_norm == pytest.approx(0.5) and np.isnan(rows[("u3", "Y")].sentiment)
+    assert rows[("u2", "X")].rating_norm == 0.25
+    polarity = polarity_from_sentiment(merged, PolarityConfig())
+    assert not polarity.duplicated(["user_id", "item_id"]).any()
+    untouched, none = merge_repeat_reviews(scored.iloc[[2, 3]])
+    assert none == 0 and len(untouched) == 2
