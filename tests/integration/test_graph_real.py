@@ -39,10 +39,8 @@ def test_validate_and_graph_on_real_data(
 
     report = run_graph_stage(cfg, layout)
     interactions = pd.read_parquet(layout.interactions)
-    assert (
-        report["edges"]["interacted"]
-        == len(interactions) - report["min_interactions"]["interactions_dropped"]
-    )
+    kept_reviews = len(interactions) - report["min_interactions"]["interactions_dropped"]
+    assert report["edges"]["interacted"] == kept_reviews - report["repeat_reviews_merged"]
     assert report["edges"]["likes"] + report["edges"]["dislikes"] == report["edges"]["interacted"]
     assert report["edges"]["similar"] > 0
     if has_text:
