@@ -142,7 +142,8 @@ class LLMProfileBuilder:
         item profile is not cached yet, a placeholder of ``profile_words`` words stands in for it."""
         cache = ProfileCache(self.cache_dir)
         item_requests = self.item_requests(items)
-        placeholder = " ".join(["profile"] * self.pcfg.profile_words)
+        # ~6 characters per English word with its space, like the profiles that will stand there.
+        placeholder = " ".join(["lorem"] * self.pcfg.profile_words)
         item_profiles = {iid: cache.get(r.key) or placeholder for iid, r in item_requests.items()}
         user_requests = self.user_requests(users, item_profiles)
         completion_each = min(self.pcfg.llm_max_tokens, math.ceil(self.pcfg.profile_words * 4 / 3))
