@@ -216,9 +216,22 @@ def _describe_expected(expectation_type: str, kwargs: dict[str, Any]) -> str:
     return f"{phrase}: {', '.join(parts)}" if parts else phrase
 
 
+def _exception_message(exception: dict[str, Any] | None) -> str | None:
+    """GX reports an error either flat ({"raised_exception", "exception_message"}) or keyed by metric."""
+    if not exception:
+        return None
+    if exception.get("raised_exception"):
+        return str(exception.get("exception_message"))
+    for value in exception.values():
+        if isinstance(value, dict) and value.get("exception_message"):
+            return str(value["exception_message"])
+    return None
+
+
 def _describe_observed(result: dict[str, Any], exception: dict[str, Any] | None) -> str:
-    if exception and exception.get("raised_exception"):
-        return f"error: {exception.get('exception_message')}"
+    message = _exception_message(exception)
+    if message:
+        return f"error: {message}"
     if "observed_value" in result:
         return repr(result["observed_value"])
     if "unexpected_count" in result:

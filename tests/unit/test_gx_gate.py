@@ -146,3 +146,13 @@ def test_missing_catalogue_skips_item_check_and_says_so(tables, cfg, tmp_path) -
     assert report.success
     assert any("no item catalogue" in reason for reason in report.tables["interactions"].skipped)
     assert "skipped: _item_known" in report.render()
+
+
+def test_missing_column_is_reported_with_the_error(tables, cfg, tmp_path) -> None:
+    bad = dict(tables)
+    bad["similarity_edges"] = tables["similarity_edges"].drop(columns=["n_corated"])
+    with pytest.raises(ValidationFailed) as caught:
+        validate_tables(bad, tmp_path, cfg)
+    failures = {f.column: f for f in caught.value.report.failures}
+    assert "n_corated" in failures and "error:" in failures["n_corated"].observed
+    assert "n_corated" in failures["n_corated"].observed
