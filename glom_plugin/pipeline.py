@@ -90,9 +90,12 @@ def evaluate(
     layout = layout_for(cfg)
     result = run_evaluation(cfg, layout, model_names, runs=runs)
     if sweeps:
-        chosen = sweep_models or [m for m in model_names if m.startswith("glom")][:1] or model_names[:1]
-        result.embedding_sweep = sweep_embedding_size(cfg, layout, chosen)
-        result.seed_sweep = sweep_seed_size(cfg, layout, chosen)
+        # Fig. 5 / Fig. 6 are drawn for GLoM (Attn1 first); without a GLoM variant, for the first non-random model.
+        glom = sorted((m for m in model_names if m.startswith("glom")), key=lambda m: m != "glom-attn1")
+        chosen = sweep_models or glom[:1] or [m for m in model_names if m != "random"][:1]
+        if chosen:
+            result.embedding_sweep = sweep_embedding_size(cfg, layout, chosen, runs=runs)
+            result.seed_sweep = sweep_seed_size(cfg, layout, chosen, runs=runs)
     paths = write_report(result, layout.evaluate_dir)
     log_to_mlflow(result, cfg, paths)
     return paths
