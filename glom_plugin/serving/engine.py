@@ -153,7 +153,9 @@ class ExpansionEngine:
                 score=float(r["score"]),
                 rank=int(r["rank"]),
                 nearest_seeds=r.get("nearest_seeds"),
-                nearest_seed_scores=r.get("nearest_seed_scores"),
+                nearest_seed_scores=(
+                    None if r.get("nearest_seed_scores") is None else [round(float(x), 4) for x in r["nearest_seed_scores"]]
+                ),
                 shared_items=r.get("shared_items"),
             )
             for r in records
