@@ -83,7 +83,11 @@ def _pm_artifact(result: PMResult, data: LookalikeData, cfg: GlomConfig) -> Trai
         item_ids=data.item_ids,
         item_embeddings=result.node_embeddings[data.n_users :],
         config=cfg.model_dump(),
-        metrics={"pm": result.history.to_dict(), "relations": result.triples.counts()},
+        metrics={
+            "pm": result.history.to_dict(),
+            "relations": result.triples.counts(),
+            "uses_profiles": result.model.uses_profiles,
+        },
         state_dict={
             "pm": result.model.state_dict(),
             "relation_table": torch.from_numpy(result.relation_table),

@@ -51,6 +51,7 @@ def test_pretrain_train_expand(run, tmp_path):
     assert pm.model_name == "pm" and pm.user_embeddings.shape[1] == 16
     assert (layout.pm_dir / "model.json").exists()
     assert pm.metrics["pm"]["epoch_seconds"]
+    assert pm.metrics["uses_profiles"]  # the profiles stage ran, so PM's F_GG/F_GI/F_IG terms were on
 
     trained = run_train_stage(cfg, layout)
     assert trained.model_name == "glom-attn1"
@@ -75,7 +76,7 @@ def test_stale_pm_is_retrained_when_dimension_changes(run):
 
     cfg, layout = run
     run_pretrain_stage(cfg, layout)
-    bigger = cfg.with_overrides(**{"pm.dim": 8, "glm.epochs": 1, "pm.epochs": 1})
-    trained = run_train_stage(bigger, layout)
+    smaller = cfg.with_overrides(**{"pm.dim": 8, "glm.epochs": 1, "pm.epochs": 1})
+    trained = run_train_stage(smaller, layout)
     assert trained.user_embeddings.shape[1] == 8
     assert json.loads((layout.pm_dir / "model.json").read_text())["dim"] == 8
