@@ -67,7 +67,8 @@ class PretrainEnergyModel(nn.Module):
         super().__init__()
         self.n_users, self.n_items, self.dim, self.norm = n_users, n_items, dim, int(norm)
         # interaction-based representations u_i (users) and v_i (items), one table in the unified index
-        self.entity = nn.Embedding(n_users + n_items, dim)
+        # sparse gradients: a step touches only its batch's rows, so its cost does not grow with the graph
+        self.entity = nn.Embedding(n_users + n_items, dim, sparse=True)
         self.relation = nn.Embedding(n_relations, dim)
         bound = 6.0 / dim**0.5  # TransE initialisation (Bordes et al. 2013)
         nn.init.uniform_(self.entity.weight, -bound, bound)
@@ -149,9 +150,19 @@ class PretrainEnergyModel(nn.Module):
         return margin_ranking_loss(self.energy(*positive), self.energy(*negative), margin)
 
     @torch.no_grad()
-    def apply_constraints(self) -> None:
-        """Project interaction-based entity vectors back into the unit ball after each step (TransE)."""
-        self.entity.weight.copy_(_clip_to_unit_ball(self.entity.weight))
+    def apply_constraints(self, nodes: Tensor | None = None) -> None:
+        """Project interaction-based entity vectors (those of ``nodes``, or all) back into the unit ball
+        after a step (TransE)."""
+        weight = self.entity.weight
+        if nodes is None:
+            weight.copy_(_clip_to_unit_ball(weight))
+            return
+        rows = torch.unique(nodes)
+        weight[rows] = _clip_to_unit_ball(weight[rows])
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """Parameters with sparse gradients (``torch.optim.SparseAdam``); the rest take ``Adam``."""
+        return [self.entity.weight]
 
     @torch.no_grad()
     def node_embeddings(self) -> Tensor:

@@ -188,7 +188,9 @@ def fit_pm(
         user_profiles,
         item_profiles,
     ).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.pm.lr)
+    sparse = model.sparse_parameters()
+    dense = [p for p in model.parameters() if all(p is not q for q in sparse)]
+    optimizers = [torch.optim.SparseAdam(sparse, lr=cfg.pm.lr), torch.optim.Adam(dense, lr=cfg.pm.lr)]
     sampler = FilteredNegativeSampler(full, device=device)
     validation = make_validation(val_users, val_items, full, device, generator)
     interacted = full.relation_id(RELATION_INTERACTED)
@@ -214,13 +216,14 @@ def fit_pm(
             neg_h, neg_t, valid = sampler.sample(h, r, t, generator)
             if not bool(valid.any()):
                 continue
-            loss = model.loss(
-                (h[valid], r[valid], t[valid]), (neg_h[valid], r[valid], neg_t[valid]), cfg.pm.margin
-            )
-            optimizer.zero_grad()
+            h, r, t, neg_h, neg_t = h[valid], r[valid], t[valid], neg_h[valid], neg_t[valid]
+            loss = model.loss((h, r, t), (neg_h, r, neg_t), cfg.pm.margin)
+            for optimizer in optimizers:
+                optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
-            model.apply_constraints()
+            for optimizer in optimizers:
+                optimizer.step()
+            model.apply_constraints(torch.cat([h, t, neg_h, neg_t]))
             total += float(loss.detach())
             batches += 1
         if device.type == "cuda":
