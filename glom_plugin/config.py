@@ -60,7 +60,8 @@ class SimilarityConfig(_Section):
     """§3.4, Eq. 1: Pearson over co-rated items' polarity."""
 
     backend: Literal["memory", "spark"] = "memory"
-    min_corated: int = 2
+    # Pearson over two co-rated items is always ±1, so at least three are required by default.
+    min_corated: int = 3
     t_sim: float = 0.5
     top_k: int = 20
     # Users are processed in blocks of this many rows so memory stays bounded.
@@ -154,7 +155,7 @@ class ExpandConfig(_Section):
 class EvaluateConfig(_Section):
     """§4.1: tasks = items, seed:non-seed 1:10, P / R / PR-AUC, mean of 5 runs."""
 
-    models: list[str] = Field(default_factory=lambda: ["glom-attn1", "pm", "similarity-max"])
+    models: list[str] = Field(default_factory=lambda: ["glom-attn1", "pm", "similarity-jaccard-max"])
     runs: int = 5
     min_purchasers: int = 10
     max_tasks: int = 50
