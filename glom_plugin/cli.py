@@ -99,6 +99,17 @@ def profiles(
 
 
 @app.command()
+def features(
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    set_: SetOpt = None,
+    online: Annotated[bool, typer.Option(help="also materialize into the online store")] = True,
+) -> None:
+    """Feast: export this run's feature tables, `feast apply` the feature repo over them, materialize."""
+    pipeline.print_json(pipeline.features(_config(config, run_dir, set_), online=online))
+
+
+@app.command()
 def pretrain(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
     """Train the pre-trained model PM (§3.5)."""
     typer.echo(str(pipeline.pretrain(_config(config, run_dir, set_))))

@@ -64,16 +64,86 @@ def profiles(cfg: GlomConfig, dry_run: bool = False) -> Any:
     return run_profiles_stage(cfg, layout_for(cfg), dry_run=dry_run)
 
 
+def features(cfg: GlomConfig, online: bool = True) -> dict[str, Any]:
+    """Feast: write the feature tables of this run, ``feast apply`` the repo over them, materialize online.
+
+    Run after ``profiles`` (training can then read profile embeddings through Feast with
+    ``features.source=feast``) and again after ``train`` so the GLoM user embeddings reach the online store.
+    """
+    from glom_plugin.platform.feast_features import (
+        export_feature_tables,
+        feast_apply,
+        materialize,
+        resolve_repo_path,
+    )
+
+    layout = layout_for(cfg)
+    repo = resolve_repo_path(cfg)
+    tables = export_feature_tables(layout, cfg)
+    applied = feast_apply(repo, features_dir=layout.features_dir)
+    if online:
+        materialize(repo)
+    return {"feature_repo": str(repo), "tables": {k: str(v) for k, v in tables.items()}, "applied": applied,
+            "materialized": online}
+
+
 def pretrain(cfg: GlomConfig) -> Any:
     from glom_plugin.models.glom import run_pretrain_stage
 
     return run_pretrain_stage(cfg, layout_for(cfg))
 
 
-def train(cfg: GlomConfig) -> Any:
+def train(cfg: GlomConfig, register: bool = True) -> Any:
+    """GLM on PM; the trained model is logged to MLflow and registered as a new version.
+
+    The version is not made champion here: the model was trained on all data, so its quality is only known
+    from the leak-free protocol — ``evaluate`` promotes it when its PR-AUC beats the champion's.
+    """
     from glom_plugin.models.glom import run_train_stage
 
-    return run_train_stage(cfg, layout_for(cfg))
+    layout = layout_for(cfg)
+    trained = run_train_stage(cfg, layout)
+    if register:
+        from glom_plugin.platform.mlflow_registry import log_training_run
+
+        artifacts = [path for path in (layout.graph_report, layout.ingest_report) if path.exists()]
+        registered = log_training_run(cfg, trained, artifacts=artifacts, run_name="train", promote=False)
+        write_json(
+            {"name": registered.name, "version": registered.version, "model_name": trained.model_name,
+             "model_uri": registered.model_uri, "run_id": registered.run_id},
+            layout.models_dir / REGISTERED_FILE,
+        )
+        print(f"registered {registered.model_uri} ({trained.model_name}); champion decided by `glom evaluate`")
+    return trained
+
+
+REGISTERED_FILE = "registered.json"
+
+
+def promote_registered(cfg: GlomConfig, layout: RunLayout, summary: dict[str, dict[str, Any]]) -> str | None:
+    """Give the version ``train`` registered its PR-AUC from this evaluation; move the champion alias if better."""
+    path = layout.models_dir / REGISTERED_FILE
+    if not path.exists():
+        return None
+    registered = json.loads(path.read_text())
+    row = summary.get(registered["model_name"])
+    if not row or not row.get("runs_ok"):
+        return None
+    pr_auc = float(row["pr_auc"]["mean"])
+    from mlflow import MlflowClient
+
+    from glom_plugin.platform.mlflow_registry import configure_tracking, promote_if_better
+
+    configure_tracking(cfg)
+    promoted = promote_if_better(
+        MlflowClient(cfg.tracking_uri()), registered["name"], registered["version"], pr_auc,
+        cfg.tracking.champion_alias,
+    )
+    verdict = "is now" if promoted else "did not beat"
+    message = (f"{registered['model_uri']} ({registered['model_name']}, PR-AUC {pr_auc:.4f}) {verdict} "
+               f"@{cfg.tracking.champion_alias}")
+    print(message)
+    return message
 
 
 def evaluate(
@@ -98,6 +168,7 @@ def evaluate(
             result.seed_sweep = sweep_seed_size(cfg, layout, chosen, runs=runs)
     paths = write_report(result, layout.evaluate_dir)
     log_to_mlflow(result, cfg, paths)
+    promote_registered(cfg, layout, result.summary())
     return paths
 
 
