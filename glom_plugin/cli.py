@@ -136,7 +136,9 @@ def expand(
     layout = pipeline.layout_for(cfg)
     target = out or layout.expand_dir / f"{seeds.stem}_lookalikes.csv"
     result = run_expand_stage(cfg, layout, seeds, target)
-    typer.echo(str(result))
+    typer.echo(result.lookalikes.head(10).to_string(index=False))
+    pipeline.print_json(result.summary())
+    typer.echo(f"lookalikes -> {target}")
 
 
 @app.command()

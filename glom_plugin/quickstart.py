@@ -93,5 +93,6 @@ def expand_example(cfg: GlomConfig) -> str:
             f"Planted structure: {seed_communities.iloc[0]}/{len(seeds)} seeds are in community {main}; "
             f"{share:.0%} of the top-100 lookalikes are too (community share in the population: {base:.0%})."
         )
-    lines.append(str(result))
+    lines.append("Top 10 lookalikes:\n" + lookalikes.head(10).to_string(index=False))
+    lines.append("Expansion: " + ", ".join(f"{k}={v}" for k, v in result.summary().items() if k != "unknown_seeds"))
     return "\n".join(lines)
