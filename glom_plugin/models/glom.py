@@ -53,6 +53,12 @@ def load_training_data(cfg: GlomConfig, layout: RunLayout) -> LookalikeData:
     from glom_plugin.graph.build import load_lookalike_data
 
     data = load_lookalike_data(layout)
+    if cfg.pm.use_profiles and cfg.features.source == "feast":
+        # Production training reads the profile embeddings through Feast's historical retrieval. The evaluator
+        # never takes this path: Feast serves whole-dataset features, which would leak held-out purchases.
+        from glom_plugin.platform.feast_features import attach_profile_embeddings_from_feast
+
+        return attach_profile_embeddings_from_feast(data, cfg, layout)
     if (
         cfg.pm.use_profiles
         and layout.user_profile_embeddings.exists()
