@@ -19,7 +19,7 @@ def uid(n: int) -> str:
 
 @pytest.fixture()
 def cfg() -> GlomConfig:
-    return GlomConfig().with_overrides(**{"similarity.t_sim": 0.5, "data.min_user_interactions": 2})
+    return GlomConfig().with_overrides(**{"similarity.t_sim": 0.5, "similarity.min_corated": 2, "data.min_user_interactions": 2})
 
 
 @pytest.fixture()
