@@ -146,6 +146,8 @@ def evaluate(
     models: Annotated[str, typer.Option(help="comma-separated model names, or 'all' (see `glom models`)")] = "",
     runs: Annotated[int | None, typer.Option(help="number of runs (default config: 5)")] = None,
     sweeps: Annotated[bool, typer.Option(help="also recall vs embedding size and vs seed-list size")] = False,
+    sweep_models: Annotated[str, typer.Option(help="models for the sweeps (default: the first GLoM variant)")] = "",
+    sweep_runs: Annotated[int | None, typer.Option(help="runs per sweep point (default: --runs)")] = None,
     config: ConfigOpt = None,
     run_dir: RunDirOpt = None,
     set_: SetOpt = None,
@@ -153,7 +155,10 @@ def evaluate(
     """The paper's protocol (§4.1): tasks = items, seed:non-seed 1:10, P/R/PR-AUC, mean ± std over runs."""
     cfg = _config(config, run_dir, set_)
     names = _models(models) if models else cfg.evaluate.models
-    paths = pipeline.evaluate(cfg, names, runs=runs, sweeps=sweeps)
+    paths = pipeline.evaluate(
+        cfg, names, runs=runs, sweeps=sweeps, sweep_models=_models(sweep_models) if sweep_models else None,
+        sweep_runs=sweep_runs,
+    )
     table = paths.get("table")
     if table:
         typer.echo(Path(table).read_text())

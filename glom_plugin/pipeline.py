@@ -152,6 +152,7 @@ def evaluate(
     runs: int | None = None,
     sweeps: bool = False,
     sweep_models: list[str] | None = None,
+    sweep_runs: int | None = None,
 ) -> dict[str, Path]:
     """Run the paper's protocol for the named models, write the report and log it to MLflow."""
     from glom_plugin.evaluate.report import log_to_mlflow, write_report
@@ -164,8 +165,8 @@ def evaluate(
         glom = sorted((m for m in model_names if m.startswith("glom")), key=lambda m: m != "glom-attn1")
         chosen = sweep_models or glom[:1] or [m for m in model_names if m != "random"][:1]
         if chosen:
-            result.embedding_sweep = sweep_embedding_size(cfg, layout, chosen, runs=runs)
-            result.seed_sweep = sweep_seed_size(cfg, layout, chosen, runs=runs)
+            result.embedding_sweep = sweep_embedding_size(cfg, layout, chosen, runs=sweep_runs or runs)
+            result.seed_sweep = sweep_seed_size(cfg, layout, chosen, runs=sweep_runs or runs)
     paths = write_report(result, layout.evaluate_dir)
     log_to_mlflow(result, cfg, paths)
     promote_registered(cfg, layout, result.summary())
