@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Quality on real data with the paper's protocol (GLoM §4.1): every model side by side in one
+# `glom evaluate` run per dataset — same tasks, same splits, P / R / PR-AUC / ROC-AUC, mean ± std over runs —
+# plus the Fig. 5 / Fig. 6 sweeps. Results: benchmarks/results/quality_<dataset>.md and its plots.
+#
+#   bash benchmarks/quality.sh [dataset ...]        # datasets: digital-music movielens mal (default: all)
+#
+# Knobs (environment): RUNS (5), TASKS (30), SWEEP_RUNS (1), PM_EPOCHS (15), GLM_EPOCHS (10), MODELS (all).
+# Data is read from $GLOM_DATA_DIR (default ../shared/data); run directories go to runs/quality/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA="${GLOM_DATA_DIR:-$(cd .. && pwd)/shared/data}"
+RUNS="${RUNS:-5}"; TASKS="${TASKS:-30}"; SWEEP_RUNS="${SWEEP_RUNS:-1}"
+PM_EPOCHS="${PM_EPOCHS:-15}"; GLM_EPOCHS="${GLM_EPOCHS:-10}"; MODELS="${MODELS:-all}"
+GLOM=.venv/bin/glom
+export MLFLOW_DISABLE_TELEMETRY=true DGLBACKEND=pytorch HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+
+source_for() {
+  case "$1" in
+    digital-music) echo "amazon2014 $DATA/amazon-digital-music-2014/reviews_Digital_Music_5.json.gz" ;;
+    movielens) echo "movielens $DATA/movielens-latest-small" ;;
+    mal) echo "mal $DATA/anime-mal" ;;
+    *) echo "unknown dataset $1" >&2; exit 2 ;;
+  esac
+}
+
+datasets=("$@"); [ ${#datasets[@]} -gt 0 ] || datasets=(digital-music movielens mal)
+mkdir -p benchmarks/results
+for name in "${datasets[@]}"; do
+  read -r format path < <(source_for "$name")
+  run_dir="runs/quality/$name"
+  common=(--run-dir "$run_dir" --set "data.source_format=$format" --set "data.source_path=$path"
+          --set "evaluate.max_tasks=$TASKS" --set "pm.epochs=$PM_EPOCHS" --set "glm.epochs=$GLM_EPOCHS"
+          --set "tracking.experiment=glom-quality-$name")
+  start=$(date +%s)
+  "$GLOM" prepare "${common[@]}"
+  "$GLOM" profiles "${common[@]}"
+  "$GLOM" evaluate "${common[@]}" --models "$MODELS" --runs "$RUNS" --sweeps --sweep-runs "$SWEEP_RUNS" \
+    --sweep-models glom-attn1
+  seconds=$(( $(date +%s) - start ))
+  out="benchmarks/results/quality_${name}.md"
+  for plot in pr_curves embedding_size seed_size; do
+    [ -f "$run_dir/evaluate/$plot.png" ] && cp "$run_dir/evaluate/$plot.png" "benchmarks/results/quality_${name}_${plot}.png"
+  done
+  {
+    echo "# Quality: $name ($format, \`$path\`)"
+    echo
+    echo "- command: \`RUNS=$RUNS TASKS=$TASKS SWEEP_RUNS=$SWEEP_RUNS PM_EPOCHS=$PM_EPOCHS GLM_EPOCHS=$GLM_EPOCHS MODELS=$MODELS bash benchmarks/quality.sh $name\`"
+    echo "- machine: $(nproc) CPU cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, no GPU; $(uname -m)"
+    echo "- date: $(date -u +%FT%TZ); wall time of prepare + profiles + evaluate + sweeps: ${seconds} s"
+    echo "- plots: quality_${name}_pr_curves.png, quality_${name}_embedding_size.png (Fig. 5), quality_${name}_seed_size.png (Fig. 6)"
+    echo
+    cat "$run_dir/evaluate/table.md"
+  } > "$out"
+  echo "wrote $out"
+done
