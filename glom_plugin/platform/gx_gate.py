@@ -375,7 +375,7 @@ def _build_data_docs(context: Any, site_dir: Path) -> str | None:
     """Render the HTML Data Docs of this context's validation results into ``site_dir``."""
     site_config = {
         "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir.resolve())},
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
     }
     context.add_data_docs_site(site_name="glom", site_config=site_config)
