@@ -192,7 +192,7 @@ def hash_ids(
 @app.command()
 def quickstart(
     run_dir: Annotated[str, typer.Option(help="run directory")] = "runs/quickstart",
-    reviews: Annotated[int, typer.Option(help="size of the generated dataset")] = 20_000,
+    reviews: Annotated[int, typer.Option(help="size of the generated dataset")] = 10_000,
     runs: Annotated[int, typer.Option(help="evaluation runs")] = 2,
     models: Annotated[str, typer.Option(help="models to compare")] = "",
     set_: SetOpt = None,

@@ -128,7 +128,9 @@ class GLMConfig(_Section):
     epochs: int = 20
     lr: float = 0.005
     margin: float = 1.0
-    batch_size: int = 2048
+    # Every GLM step propagates over the whole graph, so an epoch costs (pairs / batch) full passes:
+    # large batches keep training time linear in the graph (benchmarks/results/glom.md).
+    batch_size: int = 8192
     # "dgl" (CPU, the reference) or "torch" (scatter ops; runs on CUDA). "auto" = torch on CUDA, dgl on CPU.
     backend: Literal["auto", "dgl", "torch"] = "auto"
     use_pm: bool = True

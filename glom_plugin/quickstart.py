@@ -38,7 +38,7 @@ def quickstart_config(run_dir: str, reviews: int, overrides: list[str]) -> GlomC
 
 def run_quickstart(
     run_dir: str = "runs/quickstart",
-    reviews: int = 20_000,
+    reviews: int = 10_000,
     runs: int = 2,
     models: list[str] | None = None,
     overrides: list[str] | None = None,
@@ -46,8 +46,16 @@ def run_quickstart(
     cfg = quickstart_config(run_dir, reviews, overrides or [])
     log = pipeline.prepare(cfg)
     log.run("profiles", lambda: pipeline.profiles(cfg))
-    log.run("train (PM + GLM, registered in MLflow)", lambda: pipeline.train(cfg))
-    paths = log.run("evaluate", lambda: pipeline.evaluate(cfg, models or QUICKSTART_MODELS, runs=runs, sweeps=True))
+    # Feast first (feature tables + `feast apply`), so training reads profile embeddings through the SDK ...
+    log.run("feast apply", lambda: pipeline.features(cfg, online=False))
+    feast_cfg = cfg.with_overrides(**{"features.source": "feast"})
+    log.run("train (PM + GLM via Feast features, registered in MLflow)", lambda: pipeline.train(feast_cfg))
+    # ... then again after training, so the GLoM user embeddings reach the online store too.
+    log.run("feast materialize", lambda: pipeline.features(cfg, online=True))
+    paths = log.run(
+        "evaluate (+ Fig. 5/6 sweeps, one run per point)",
+        lambda: pipeline.evaluate(cfg, models or QUICKSTART_MODELS, runs=runs, sweeps=True, sweep_runs=1),
+    )
     expansion = log.run("expand one campaign", lambda: expand_example(cfg))
     pipeline.save_stage_log(cfg, log)
 
