@@ -6,13 +6,13 @@
 #   bash benchmarks/quality.sh [dataset ...]        # datasets: digital-music movielens mal (default: all)
 #
 # Knobs (environment): RUNS (5), TASKS (30), SWEEP_RUNS (1), PM_EPOCHS (15), GLM_EPOCHS (10), GLM_BATCH (8192),
-# MODELS (all).
+# PM_BATCH (1024), MODELS (all).
 # Data is read from $GLOM_DATA_DIR (default ../shared/data); run directories go to runs/quality/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${GLOM_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 RUNS="${RUNS:-5}"; TASKS="${TASKS:-30}"; SWEEP_RUNS="${SWEEP_RUNS:-1}"
-PM_EPOCHS="${PM_EPOCHS:-15}"; GLM_EPOCHS="${GLM_EPOCHS:-10}"; GLM_BATCH="${GLM_BATCH:-8192}"; MODELS="${MODELS:-all}"
+PM_EPOCHS="${PM_EPOCHS:-15}"; GLM_EPOCHS="${GLM_EPOCHS:-10}"; GLM_BATCH="${GLM_BATCH:-8192}"; PM_BATCH="${PM_BATCH:-1024}"; MODELS="${MODELS:-all}"
 GLOM=.venv/bin/glom
 export MLFLOW_DISABLE_TELEMETRY=true DGLBACKEND=pytorch HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 
@@ -31,7 +31,7 @@ for name in "${datasets[@]}"; do
   read -r format path < <(source_for "$name")
   run_dir="runs/quality/$name"
   common=(--run-dir "$run_dir" --set "data.source_format=$format" --set "data.source_path=$path"
-          --set "evaluate.max_tasks=$TASKS" --set "pm.epochs=$PM_EPOCHS" --set "glm.epochs=$GLM_EPOCHS" --set "glm.batch_size=$GLM_BATCH"
+          --set "evaluate.max_tasks=$TASKS" --set "pm.epochs=$PM_EPOCHS" --set "glm.epochs=$GLM_EPOCHS" --set "glm.batch_size=$GLM_BATCH" --set "pm.batch_size=$PM_BATCH"
           --set "tracking.experiment=glom-quality-$name")
   start=$(date +%s)
   "$GLOM" prepare "${common[@]}"
@@ -46,7 +46,7 @@ for name in "${datasets[@]}"; do
   {
     echo "# Quality: $name ($format, \`$path\`)"
     echo
-    echo "- command: \`RUNS=$RUNS TASKS=$TASKS SWEEP_RUNS=$SWEEP_RUNS PM_EPOCHS=$PM_EPOCHS GLM_EPOCHS=$GLM_EPOCHS GLM_BATCH=$GLM_BATCH MODELS=$MODELS bash benchmarks/quality.sh $name\`"
+    echo "- command: \`RUNS=$RUNS TASKS=$TASKS SWEEP_RUNS=$SWEEP_RUNS PM_EPOCHS=$PM_EPOCHS GLM_EPOCHS=$GLM_EPOCHS GLM_BATCH=$GLM_BATCH PM_BATCH=$PM_BATCH MODELS=$MODELS bash benchmarks/quality.sh $name\`"
     echo "- machine: $(nproc) CPU cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, no GPU; $(uname -m)"
     echo "- date: $(date -u +%FT%TZ); wall time of prepare + profiles + evaluate + sweeps: ${seconds} s"
     echo "- plots: quality_${name}_pr_curves.png, quality_${name}_embedding_size.png (Fig. 5), quality_${name}_seed_size.png (Fig. 6)"
