@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -226,21 +227,10 @@ def fit_pm(
             model.apply_constraints(torch.cat([h, t, neg_h, neg_t]))
             total += float(loss.detach())
             batches += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        history.epoch_seconds.append(round(time.perf_counter() - start, 4))
-        history.train_loss.append(total / max(batches, 1))
-        if validation is not None:
-            metrics = _pm_validation(model, validation, interacted)
-            history.val_mrr.append(metrics["mrr"])
-            history.val_hits_at_10.append(metrics["hits_at_10"])
-            epochs.set_postfix(loss=f"{history.train_loss[-1]:.4f}", mrr=f"{metrics['mrr']:.3f}")
-            if stopper.update(metrics["mrr"], epoch, model):
-                history.stopped_early = True
-                break
-    stopper.restore(model)
-    history.best_epoch, history.best_val_mrr = stopper.best_epoch, stopper.best
-    model.eval()
+        validate = None if validation is None else (lambda: _pm_validation(model, validation, interacted))
+        if _close_epoch(history, epochs, stopper, model, epoch, start, total / max(batches, 1), device, validate):
+            break
+    _finish_training(history, stopper, model)
     return PMResult(
         model=model,
         triples=full,
@@ -251,6 +241,42 @@ def fit_pm(
 
 
 @torch.no_grad()
+
+def _close_epoch(
+    history: TrainingHistory,
+    progress: tqdm,
+    stopper: EarlyStopping,
+    model: torch.nn.Module,
+    epoch: int,
+    started: float,
+    mean_loss: float,
+    device: torch.device,
+    validate: Callable[[], dict] | None,
+) -> bool:
+    """Record an epoch (seconds, loss, validation MRR / hits@10) for PM and GLM alike; True = stop early."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # so the epoch's seconds include its queued kernels
+    history.epoch_seconds.append(round(time.perf_counter() - started, 4))
+    history.train_loss.append(mean_loss)
+    if validate is None:
+        return False
+    metrics = validate()
+    history.val_mrr.append(metrics["mrr"])
+    history.val_hits_at_10.append(metrics["hits_at_10"])
+    progress.set_postfix(loss=f"{mean_loss:.4f}", mrr=f"{metrics['mrr']:.3f}")
+    if stopper.update(metrics["mrr"], epoch, model):
+        history.stopped_early = True
+        return True
+    return False
+
+
+def _finish_training(history: TrainingHistory, stopper: EarlyStopping, model: torch.nn.Module) -> None:
+    """Back to the best validated weights, recorded in the history; eval mode for embedding extraction."""
+    stopper.restore(model)
+    history.best_epoch, history.best_val_mrr = stopper.best_epoch, stopper.best
+    model.eval()
+
+
 def _pm_validation(model: PretrainEnergyModel, val: ValidationSplit, interacted: int) -> dict:
     model.eval()
     b, k = val.negatives.shape
@@ -325,21 +351,10 @@ def fit_glm(
             optimizer.step()
             total += float(loss.detach())
             batches += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        history.epoch_seconds.append(round(time.perf_counter() - start, 4))
-        history.train_loss.append(total / max(batches, 1))
-        if validation is not None:
-            metrics = _glm_validation(model, train_graph, validation)
-            history.val_mrr.append(metrics["mrr"])
-            history.val_hits_at_10.append(metrics["hits_at_10"])
-            epochs.set_postfix(loss=f"{history.train_loss[-1]:.4f}", mrr=f"{metrics['mrr']:.3f}")
-            if stopper.update(metrics["mrr"], epoch, model):
-                history.stopped_early = True
-                break
-    stopper.restore(model)
-    history.best_epoch, history.best_val_mrr = stopper.best_epoch, stopper.best
-    model.eval()
+        validate = None if validation is None else (lambda: _glm_validation(model, train_graph, validation))
+        if _close_epoch(history, epochs, stopper, model, epoch, start, total / max(batches, 1), device, validate):
+            break
+    _finish_training(history, stopper, model)
     with torch.no_grad():
         h, r = model(build_message_graph(full, backend, device))
     return GLMResult(
