@@ -186,9 +186,5 @@ def save_stage_log(cfg: GlomConfig, log: StageLog) -> None:
     write_json({"seconds": log.seconds}, Path(cfg.run_dir) / "stage_seconds.json")
 
 
-def summarize_table(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
-
-
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
