@@ -46,10 +46,10 @@ def run_quickstart(
     cfg = quickstart_config(run_dir, reviews, overrides or [])
     log = pipeline.prepare(cfg)
     log.run("profiles", lambda: pipeline.profiles(cfg))
-    # Feast first (feature tables + `feast apply`), so training reads profile embeddings through the SDK ...
-    log.run("feast apply", lambda: pipeline.features(cfg, online=False))
+    # Training with features.source=feast writes the feature tables, runs `feast apply` and reads the profile
+    # embeddings through the SDK (attach_profile_embeddings_from_feast) ...
     feast_cfg = cfg.with_overrides(**{"features.source": "feast"})
-    log.run("train (PM + GLM via Feast features, registered in MLflow)", lambda: pipeline.train(feast_cfg))
+    log.run("feast apply + train (PM + GLM via Feast features, registered in MLflow)", lambda: pipeline.train(feast_cfg))
     # ... then again after training, so the GLoM user embeddings reach the online store too.
     log.run("feast materialize", lambda: pipeline.features(cfg, online=True))
     paths = log.run(
