@@ -150,7 +150,11 @@ class ExpandConfig(_Section):
     """§3.7 and Yahoo Eq. 3–4: how seeds are turned into lookalikes."""
 
     aggregation: Literal["max", "mean", "probabilistic"] = "mean"
+    # A fixed T (a score on the model's scale). Wins over seed_recall when both are set.
     threshold: float | None = None
+    # Opt-in: calibrate T per campaign on held-out seeds so about this share of the audience clears it
+    # (glom_plugin/expand/calibration.py); None = return the top k only.
+    seed_recall: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int = 1000
 
 
@@ -165,6 +169,10 @@ class EvaluateConfig(_Section):
     seed_fraction: float = 0.5
     # Non-seeds per seed for per-campaign training, and negatives per positive among candidates (paper: 10).
     negative_ratio: int = 10
+    # Precision / Recall at threshold for models that only rank (no fixed T, no own cut-off): T is
+    # calibrated per campaign on held-out seeds at this recall (expand/calibration.py); None = n/a.
+    seed_recall: float | None = Field(0.5, gt=0.0, le=1.0)
+    calibration_folds: int = Field(5, ge=2)
     embedding_sizes: list[int] = Field(default_factory=lambda: [16, 32, 64, 128])
     seed_sizes: list[int] = Field(default_factory=lambda: [5, 10, 20, 40])
 

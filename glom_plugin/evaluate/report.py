@@ -121,7 +121,7 @@ def markdown_table(result: EvaluationResult) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
-    no_threshold = False
+    no_threshold = calibrated = False
     for model in result.model_names:
         row = summary[model]
         failures = row["failures"]
@@ -137,6 +137,8 @@ def markdown_table(result: EvaluationResult) -> str:
                 text, no_threshold = "n/a†", True
             elif best[key] is not None and math.isclose(row[key]["mean"], best[key]):
                 text += " *"
+            if key in ("precision", "recall") and row.get("threshold_source") == "seed-calibrated":
+                text, calibrated = text + " §", True
             cells.append(text)
         cells.append(_fmt(row["seconds"], 2))
         cells.append(f"{row['peak_rss_mb']['mean']:.1f}")
@@ -149,10 +151,17 @@ def markdown_table(result: EvaluationResult) -> str:
         "",
         "\\* best mean in the column. k = number of positives of the task, so P@k = R@k (R-precision).",
     ]
+    if calibrated:
+        recall = result.config.get("evaluate", {}).get("seed_recall")
+        lines.append(
+            "§ the model only ranks: Precision / Recall are at a threshold T calibrated per campaign on its "
+            f"held-out seeds, so that a share evaluate.seed_recall = {recall} of them clears T "
+            "(glom_plugin/expand/calibration.py). Models with a cut-off of their own (LR, MetaHeac: 0.5) use it."
+        )
     if no_threshold:
         lines.append(
-            "† the model has no decision threshold (it only ranks; set `expand.threshold` for embedding "
-            "models): precision/recall at threshold are undefined — read P@k / R@k."
+            "† the model has no decision threshold (it only ranks, and `evaluate.seed_recall` is unset): "
+            "precision/recall at threshold are undefined — read P@k / R@k."
         )
     for model in result.model_names:
         row = summary[model]

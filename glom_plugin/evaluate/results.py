@@ -36,7 +36,9 @@ class ModelRun:
     error: str | None = None
     failed_stage: str | None = None  # "create", "fit" or "score <campaign>"
     traceback: str | None = None
+    # The model's fixed cut-off, or the mean over campaigns of the seed-calibrated T; None = rank only.
     decision_threshold: float | None = None
+    threshold_source: str | None = None  # "model", "seed-calibrated" or None
     fit_seconds: float = 0.0
     score_seconds: float = 0.0
     peak_rss_mb: float = math.nan
@@ -63,6 +65,7 @@ class ModelRun:
             "failed_stage": self.failed_stage,
             "traceback": self.traceback,
             "decision_threshold": self.decision_threshold,
+            "threshold_source": self.threshold_source,
             "fit_seconds": self.fit_seconds,
             "score_seconds": self.score_seconds,
             "seconds": self.seconds,
@@ -130,6 +133,7 @@ class EvaluationResult:
                 mean, std = mean_std(getattr(m, name) for m in ok)
                 row[name] = {"mean": mean, "std": std}
             row["has_threshold"] = any(m.decision_threshold is not None for m in ok)
+            row["threshold_source"] = next((m.threshold_source for m in ok if m.threshold_source), None)
             row["failures"] = [
                 {"run": m.run, "stage": m.failed_stage, "error": m.error} for m in runs if not m.ok
             ]

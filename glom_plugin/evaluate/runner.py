@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -41,8 +41,10 @@ from glom_plugin.evaluate.metrics import campaign_metrics
 from glom_plugin.evaluate.resources import ResourceMeter, memory_method, release_free_memory
 from glom_plugin.evaluate.results import EvaluationResult, ModelRun, RunRecord, SweepResult, TaskResult
 from glom_plugin.evaluate.training_data import DataBuilder, EvaluationTables, build_training_data
+from glom_plugin.expand.calibration import campaign_seed, seed_calibrated_threshold
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.layout import RunLayout
+from glom_plugin.models.base import Campaign, LookalikeModel
 from glom_plugin.models.registry import create_model
 
 
@@ -220,15 +222,24 @@ def _fit_and_score(
             start = time.perf_counter()
             model.fit(data)
             fit_seconds = time.perf_counter() - start
-            threshold = model.decision_threshold
+            fixed_threshold = model.decision_threshold
+            calibrate = fixed_threshold is None and model_cfg.evaluate.seed_recall is not None
             for i, variant_campaigns in campaigns.items():
                 model_runs[i].fit_seconds = fit_seconds
-                model_runs[i].decision_threshold = threshold
+                model_runs[i].threshold_source = (
+                    "model" if fixed_threshold is not None else "seed-calibrated" if calibrate else None
+                )
+                thresholds: list[float] = []
                 for item in variant_campaigns:
                     stage = f"score {item.campaign.name}"
                     start = time.perf_counter()
                     scores = np.asarray(model.score_campaign(item.campaign), dtype=np.float64)
+                    threshold = (
+                        _calibrated_threshold(model, item.campaign, model_cfg, seed) if calibrate else fixed_threshold
+                    )
                     model_runs[i].score_seconds += time.perf_counter() - start
+                    if threshold is not None:
+                        thresholds.append(threshold)
                     if scores.shape != (len(item.campaign.candidates),):
                         raise ValueError(
                             f"returned {scores.shape} scores for {len(item.campaign.candidates)} candidates"
@@ -239,6 +250,7 @@ def _fit_and_score(
                     pooled[i][1].append(scores)
                     progress.update(1)
                     done += 1
+                model_runs[i].decision_threshold = float(np.mean(thresholds)) if thresholds else None
     except Exception as exc:  # noqa: BLE001 — any model error is reported in the table, not fatal
         for model_run in model_runs.values():
             model_run.status = "failed"
@@ -271,3 +283,20 @@ def _fit_and_score(
         )
         for i in campaigns
     }
+
+
+def _calibrated_threshold(model: LookalikeModel, campaign: Campaign, cfg: GlomConfig, seed: int) -> float | None:
+    """T for one campaign from its held-out seeds, scored by the model itself as candidates would be
+    (``expand/calibration.py``); the campaign's non-seeds stay as they are for per-campaign learners."""
+
+    def score(rest: np.ndarray, held: np.ndarray) -> np.ndarray:
+        fold = replace(campaign, name=f"{campaign.name}/calibration", seeds=rest, candidates=held)
+        return np.asarray(model.score_campaign(fold), dtype=np.float64)
+
+    return seed_calibrated_threshold(
+        campaign.seeds,
+        score,
+        cfg.evaluate.seed_recall,
+        folds=cfg.evaluate.calibration_folds,
+        seed=campaign_seed(seed, campaign.name),
+    )

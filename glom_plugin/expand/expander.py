@@ -23,6 +23,7 @@ import pandas as pd
 
 from glom_plugin.config import ExpandConfig, GlomConfig
 from glom_plugin.expand.aggregation import aggregate_similarity, l2_normalize
+from glom_plugin.expand.calibration import seed_calibrated_threshold
 from glom_plugin.expand.index import UserIndex, build_index, search
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
@@ -95,8 +96,9 @@ def expand_audience(
     index: UserIndex | None = None,
     interactions: pd.DataFrame | None = None,
 ) -> ExpansionResult:
-    """Rank non-seed users by sim(u, S); keep score >= ``cfg.threshold`` (when set) and the top ``k``
-    (``cfg.top_k`` when k is None; k=0 with a threshold means "every user above T").
+    """Rank non-seed users by sim(u, S); keep score >= T and the top ``k`` (``cfg.top_k`` when k is None;
+    k=0 with a threshold means "every user above T"). T is ``cfg.threshold`` when set, else calibrated on
+    the held-out seeds when ``cfg.seed_recall`` is set (``expand/calibration.py``), else there is none.
 
     ``index``: a prebuilt ANN index over ``model.user_embeddings`` (built on demand for large models).
     ``interactions``: optional user_id/item_id table; with ``explain`` it adds each lookalike's items
@@ -107,8 +109,8 @@ def expand_audience(
     top_k = cfg.top_k if k is None else int(k)
     if top_k < 0:
         raise ValueError(f"k must be >= 0, got {top_k}")
-    if top_k == 0 and cfg.threshold is None:
-        raise ValueError("k=0 means 'no top-k cut' and needs expand.threshold to be set")
+    if top_k == 0 and cfg.threshold is None and cfg.seed_recall is None:
+        raise ValueError("k=0 means 'no top-k cut' and needs expand.threshold or expand.seed_recall to be set")
     seed_rows, seeds_used, unknown = resolve_seeds(model, seed_ids)
     embeddings = model.user_embeddings
     seed_vectors = embeddings[seed_rows]
@@ -124,7 +126,15 @@ def expand_audience(
     candidates = candidates[~np.isin(candidates, seed_rows)]  # seeds are never lookalikes
     scores = aggregate_similarity(embeddings[candidates], seed_vectors, cfg.aggregation)
 
-    keep = np.ones(len(candidates), dtype=bool) if cfg.threshold is None else scores >= cfg.threshold
+    threshold = cfg.threshold
+    if threshold is None and cfg.seed_recall is not None:
+        # T from the seed list itself: the score that a seed_recall share of held-out seeds reach
+        threshold = seed_calibrated_threshold(
+            seed_rows,
+            lambda rest, held: aggregate_similarity(embeddings[held], embeddings[rest], cfg.aggregation),
+            cfg.seed_recall,
+        )
+    keep = np.ones(len(candidates), dtype=bool) if threshold is None else scores >= threshold
     candidates, scores = candidates[keep], scores[keep]
     order = np.argsort(-scores, kind="stable")
     if top_k:
@@ -144,7 +154,7 @@ def expand_audience(
         seeds_used=seeds_used,
         unknown_seeds=unknown,
         aggregation=cfg.aggregation,
-        threshold=cfg.threshold,
+        threshold=threshold,
         k=top_k or None,
         candidate_source=source,
         model_name=model.model_name,

@@ -120,8 +120,10 @@ class PretrainEnergyModel(nn.Module):
         ):
             if projection is None or not bool(mask.any()):
                 continue
-            rows = profiles[nodes[mask] - offset].to(out.dtype)
-            out[mask] = _clip_to_unit_ball(projection(rows))
+            # Project each distinct node once: a batch repeats users and popular items many times, and the
+            # projection's forward and backward dominate PM's step otherwise (same values, same gradients).
+            unique, inverse = torch.unique(nodes[mask] - offset, return_inverse=True)
+            out[mask] = _clip_to_unit_ball(projection(profiles[unique].to(out.dtype)))[inverse]
             has |= mask
         return out, has
 

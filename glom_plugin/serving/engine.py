@@ -135,10 +135,12 @@ class ExpansionEngine:
             update["aggregation"] = request.aggregation
         if request.threshold is not None:
             update["threshold"] = request.threshold
+        if request.seed_recall is not None:
+            update["seed_recall"] = request.seed_recall
         expand_cfg = base.model_copy(update=update) if update else base
         if request.k is not None:
             k = request.k
-        elif request.threshold is not None:
+        elif request.threshold is not None or request.seed_recall is not None:
             k = self.cfg.serving.max_k  # "everyone above T", bounded by the response limit
         else:
             k = min(base.top_k, self.cfg.serving.max_k)

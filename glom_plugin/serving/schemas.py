@@ -27,6 +27,9 @@ class ExpandRequest(_Strict):
     seed_ids: list[str] = Field(min_length=1, description="hashed user ids of the seed audience")
     k: int | None = Field(None, ge=1, description="number of lookalikes (default: expand.top_k)")
     threshold: float | None = Field(None, ge=-1.0, le=1.0, description="keep only sim(u, S) >= T (§3.7)")
+    seed_recall: float | None = Field(
+        None, gt=0.0, le=1.0, description="no fixed T: calibrate T on held-out seeds so this share of them clears it"
+    )
     aggregation: AggregationName | None = Field(None, description="sim(u, S): max, mean or probabilistic")
     explain: bool = Field(False, description="add each lookalike's nearest seeds and shared items")
     campaign: str | None = Field(None, max_length=200, description="caller's name for the campaign")

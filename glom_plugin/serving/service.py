@@ -7,7 +7,8 @@ The model comes from the MLflow registry by alias (``$GLOM_MODEL_URI``, else ``s
 ``$GLOM_CONFIG``), or from a local TrainedModel directory; its user embeddings are indexed with faiss at
 start-up. APIs (POST, JSON):
 
-- ``/expand``        {"seed_ids": [...], "k": 100, "aggregation": "mean", "threshold": null, "explain": false}
+- ``/expand``        {"seed_ids": [...], "k": 100, "aggregation": "mean", "threshold": null, "seed_recall": null,
+                      "explain": false}
 - ``/expand_batch``  {"campaigns": [{...}, {...}]} — adaptive batching merges concurrent callers' campaigns
 - ``/health``, ``/model_info`` — liveness with the index, and the model's version / alias / data date.
 
@@ -67,10 +68,17 @@ class LookalikeService:
         aggregation: AggregationName | None = None,
         explain: bool = False,
         campaign: Annotated[str | None, Field(max_length=200)] = None,
+        seed_recall: Annotated[float | None, Field(gt=0.0, le=1.0)] = None,
     ) -> ExpandResponse:
         """One campaign: seeds -> ranked lookalikes (GLoM §3.7), with explanations on request."""
         request = ExpandRequest(
-            seed_ids=seed_ids, k=k, threshold=threshold, aggregation=aggregation, explain=explain, campaign=campaign
+            seed_ids=seed_ids,
+            k=k,
+            threshold=threshold,
+            seed_recall=seed_recall,
+            aggregation=aggregation,
+            explain=explain,
+            campaign=campaign,
         )
         try:
             return self.engine.expand(request)

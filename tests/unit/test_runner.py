@@ -68,8 +68,12 @@ def test_protocol_scores_every_model_on_the_same_campaigns(evaluated) -> None:
         t.metrics for t in result.runs[1].models[SVD].tasks
     ]
     summary = result.summary()
-    assert summary["random"]["runs_ok"] == 2 and math.isnan(summary["random"]["precision"]["mean"])
-    assert summary[SVD]["runs_ok"] == 2 and 0.0 <= summary[SVD]["precision"]["mean"] <= 1.0
+    # random only ranks: its T is calibrated per campaign on held-out seeds; SVD uses expand.threshold
+    assert summary["random"]["runs_ok"] == 2 and summary["random"]["threshold_source"] == "seed-calibrated"
+    assert 0.0 <= summary["random"]["precision"]["mean"] <= 1.0
+    assert summary[SVD]["runs_ok"] == 2 and summary[SVD]["threshold_source"] == "model"
+    assert 0.0 <= summary[SVD]["precision"]["mean"] <= 1.0
+    assert all(m.decision_threshold == 0.5 for r in result.runs for n, m in r.models.items() if n == SVD)
     # community structure: the collaborative model beats chance on the same candidates
     assert summary[SVD]["roc_auc"]["mean"] > summary["random"]["roc_auc"]["mean"]
     assert summary[SVD]["roc_auc"]["mean"] > 0.6
@@ -108,7 +112,8 @@ def test_report_files_and_mlflow_run(evaluated, tmp_path: Path) -> None:
     assert table == markdown_table(result)
     assert "| Model | Precision | Recall | PR-AUC | ROC-AUC | P@k | R@k | seconds | peak MB |" in table
     assert "failed (fit): RuntimeError: boom" in table
-    assert "| random | n/a† | n/a† |" in table and " ± " in table
+    assert "| random | " in table and " § | " in table and "evaluate.seed_recall = 0.5" in table
+    assert " ± " in table and "n/a†" not in table
 
     from mlflow.tracking import MlflowClient
 
@@ -118,7 +123,7 @@ def test_report_files_and_mlflow_run(evaluated, tmp_path: Path) -> None:
     metrics = run.data.metrics
     svd_key = "tests.unit.test_runner_SvdLookalikeModel"
     assert metrics[f"pr_auc.{svd_key}"] == pytest.approx(result.summary()[SVD]["pr_auc"]["mean"])
-    assert "pr_auc.random" in metrics and "precision.random" not in metrics  # NaN is not logged
+    assert "pr_auc.random" in metrics and "precision.random" in metrics
     assert "seconds.random" in metrics and f"runs_ok.{svd_key}" in metrics
     assert run.data.params["evaluate.runs"] == "2" and run.data.params["pm.dim"] == "8"
     assert "boom" in run.data.tags[f"failed.{svd_key.replace('SvdLookalikeModel', 'BrokenModel')}"]
@@ -127,3 +132,42 @@ def test_report_files_and_mlflow_run(evaluated, tmp_path: Path) -> None:
     artifacts = {Path(a.path).name for a in client.list_artifacts(run_id, "evaluate")}
     assert {"results.json", "table.md", "pr_curves.png", "seed_size.png", "embedding_size.png"} <= artifacts
     assert (tmp_path / "run" / "mlartifacts").is_dir()  # artifacts beside the sqlite store, not in ./mlruns
+
+
+def test_without_seed_recall_rank_only_models_have_no_precision(tmp_path: Path) -> None:
+    layout = write_run(tmp_path / "run")
+    cfg = small_config(tmp_path / "run", **{"evaluate.seed_recall": None})
+    result = run_evaluation(cfg, layout, ["random"], runs=1)
+    summary = result.summary()["random"]
+    assert math.isnan(summary["precision"]["mean"]) and summary["threshold_source"] is None
+    assert "| random | n/a† | n/a† |" in markdown_table(result)
+    assert not math.isnan(summary["pr_auc"]["mean"])
+
+
+class CountingModel(SvdLookalikeModel):
+    """Records every campaign it is asked to score (to check what calibration passes in)."""
+
+    calls: list[Campaign] = []
+
+    def score_campaign(self, campaign: Campaign) -> np.ndarray:
+        type(self).calls.append(campaign)
+        return super().score_campaign(campaign)
+
+
+def test_calibration_scores_held_out_seeds_against_the_other_seeds(tmp_path: Path) -> None:
+    layout = write_run(tmp_path / "run")
+    cfg = small_config(tmp_path / "run", **{"evaluate.calibration_folds": 3, "pm.dim": 8})
+    CountingModel.calls = []
+    result = run_evaluation(cfg, layout, ["tests.unit.test_runner:CountingModel"], runs=1)
+    main = [c for c in CountingModel.calls if not c.name.endswith("/calibration")]
+    folds = [c for c in CountingModel.calls if c.name.endswith("/calibration")]
+    assert len(main) == len(result.runs[0].campaigns) and folds
+    for campaign in main:
+        mine = [c for c in folds if c.name == f"{campaign.name}/calibration"]
+        assert len(mine) == min(3, len(campaign.seeds))
+        held = np.concatenate([c.candidates for c in mine])
+        assert sorted(held.tolist()) == sorted(campaign.seeds.tolist())  # every seed held out once
+        for c in mine:
+            assert not set(c.candidates) & set(c.seeds)
+            assert sorted(np.r_[c.seeds, c.candidates].tolist()) == sorted(campaign.seeds.tolist())
+            assert not set(c.candidates) & set(campaign.candidates)  # no candidate label is ever used

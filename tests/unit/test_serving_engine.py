@@ -63,3 +63,14 @@ def test_request_schema_rejects_bad_input():
 def test_model_info_carries_provenance(engine):
     info = engine.info()
     assert (info.version, info.alias, info.data_date, info.n_users, info.index_kind) == ("7", "champion", "2026-11-01", 200, "flat")
+
+
+def test_seed_recall_calibrates_t_per_request(engine):
+    seeds = [f"u{i}" for i in range(8)]
+    answer = engine.expand(ExpandRequest(seed_ids=seeds, seed_recall=0.5))
+    assert answer.threshold is not None and answer.k == 50  # "everyone above T", bounded by max_k
+    assert all(r.score >= answer.threshold for r in answer.lookalikes)
+    looser = engine.expand(ExpandRequest(seed_ids=seeds, seed_recall=1.0))
+    assert looser.threshold <= answer.threshold and looser.n_lookalikes >= answer.n_lookalikes
+    with pytest.raises(ValidationError):
+        ExpandRequest(seed_ids=seeds, seed_recall=0.0)
