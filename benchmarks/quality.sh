@@ -6,13 +6,16 @@
 #   bash benchmarks/quality.sh [dataset ...]        # datasets: digital-music movielens mal (default: all)
 #
 # Knobs (environment): RUNS (5), TASKS (30), SWEEP_RUNS (1), PM_EPOCHS (15), GLM_EPOCHS (10), GLM_BATCH (8192),
-# PM_BATCH (1024), MODELS (all).
+# PM_BATCH (1024), MODELS (all), SWEEPS (1; 0 skips the Fig. 5 / Fig. 6 sweeps), EXTRA (more `key=value`
+# settings, space-separated, e.g. graph-model batch sizes for a large graph on few cores).
+# OMP_NUM_THREADS=1 is advised when other jobs share the cores (torch's threads otherwise spin-wait).
 # Data is read from $GLOM_DATA_DIR (default ../shared/data); run directories go to runs/quality/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${GLOM_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 RUNS="${RUNS:-5}"; TASKS="${TASKS:-30}"; SWEEP_RUNS="${SWEEP_RUNS:-1}"
 PM_EPOCHS="${PM_EPOCHS:-15}"; GLM_EPOCHS="${GLM_EPOCHS:-10}"; GLM_BATCH="${GLM_BATCH:-8192}"; PM_BATCH="${PM_BATCH:-1024}"; MODELS="${MODELS:-all}"
+SWEEPS="${SWEEPS:-1}"; EXTRA="${EXTRA:-}"
 GLOM=.venv/bin/glom
 export MLFLOW_DISABLE_TELEMETRY=true DGLBACKEND=pytorch HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 
@@ -33,11 +36,12 @@ for name in "${datasets[@]}"; do
   common=(--run-dir "$run_dir" --set "data.source_format=$format" --set "data.source_path=$path"
           --set "evaluate.max_tasks=$TASKS" --set "pm.epochs=$PM_EPOCHS" --set "glm.epochs=$GLM_EPOCHS" --set "glm.batch_size=$GLM_BATCH" --set "pm.batch_size=$PM_BATCH"
           --set "tracking.experiment=glom-quality-$name")
+  for setting in $EXTRA; do common+=(--set "$setting"); done
+  sweep_args=(); [ "$SWEEPS" = "0" ] || sweep_args=(--sweeps --sweep-runs "$SWEEP_RUNS" --sweep-models glom-attn1)
   start=$(date +%s)
   "$GLOM" prepare "${common[@]}"
   "$GLOM" profiles "${common[@]}"
-  "$GLOM" evaluate "${common[@]}" --models "$MODELS" --runs "$RUNS" --sweeps --sweep-runs "$SWEEP_RUNS" \
-    --sweep-models glom-attn1
+  "$GLOM" evaluate "${common[@]}" --models "$MODELS" --runs "$RUNS" "${sweep_args[@]}"
   seconds=$(( $(date +%s) - start ))
   out="benchmarks/results/quality_${name}.md"
   for plot in pr_curves embedding_size seed_size; do
@@ -46,7 +50,7 @@ for name in "${datasets[@]}"; do
   {
     echo "# Quality: $name ($format, \`$path\`)"
     echo
-    echo "- command: \`RUNS=$RUNS TASKS=$TASKS SWEEP_RUNS=$SWEEP_RUNS PM_EPOCHS=$PM_EPOCHS GLM_EPOCHS=$GLM_EPOCHS GLM_BATCH=$GLM_BATCH PM_BATCH=$PM_BATCH MODELS=$MODELS bash benchmarks/quality.sh $name\`"
+    echo "- command: \`OMP_NUM_THREADS=${OMP_NUM_THREADS:-} RUNS=$RUNS TASKS=$TASKS SWEEPS=$SWEEPS SWEEP_RUNS=$SWEEP_RUNS PM_EPOCHS=$PM_EPOCHS GLM_EPOCHS=$GLM_EPOCHS GLM_BATCH=$GLM_BATCH PM_BATCH=$PM_BATCH MODELS=$MODELS EXTRA=\"$EXTRA\" bash benchmarks/quality.sh $name\`"
     echo "- machine: $(nproc) CPU cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, no GPU; $(uname -m)"
     echo "- date: $(date -u +%FT%TZ); wall time of prepare + profiles + evaluate + sweeps: ${seconds} s"
     echo "- plots: quality_${name}_pr_curves.png, quality_${name}_embedding_size.png (Fig. 5), quality_${name}_seed_size.png (Fig. 6)"

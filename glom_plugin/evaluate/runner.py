@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -46,6 +46,7 @@ from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.base import Campaign, LookalikeModel
 from glom_plugin.models.registry import create_model
+from glom_plugin.storage import write_text
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,21 @@ def run_evaluation(
     *,
     data_builder: DataBuilder = build_training_data,
 ) -> EvaluationResult:
-    """Table 2: every model on the same tasks, ``runs`` times (default ``cfg.evaluate.runs``)."""
-    return _run_protocol(cfg, layout, model_names, runs, [_Variant("", cfg)], data_builder)[0]
+    """Table 2: every model on the same tasks, ``runs`` times (default ``cfg.evaluate.runs``).
+
+    After each run the table so far is written to ``evaluate/table.partial.md``: a long comparison can be
+    read while it runs, and an interrupted one still leaves the runs it finished.
+    """
+
+    def checkpoint(results: list[EvaluationResult]) -> None:
+        from glom_plugin.evaluate.report import markdown_table
+
+        write_text(markdown_table(results[0]), layout.evaluate_dir / PARTIAL_TABLE)
+
+    return _run_protocol(cfg, layout, model_names, runs, [_Variant("", cfg)], data_builder, checkpoint)[0]
+
+
+PARTIAL_TABLE = "table.partial.md"
 
 
 def sweep_embedding_size(
@@ -116,6 +130,7 @@ def _run_protocol(
     runs: int | None,
     variants: list[_Variant],
     data_builder: DataBuilder,
+    after_run: Callable[[list[EvaluationResult]], None] | None = None,
 ) -> list[EvaluationResult]:
     ev = cfg.evaluate
     n_runs = ev.runs if runs is None else int(runs)
@@ -181,6 +196,8 @@ def _run_protocol(
                 results[i].runs.append(
                     RunRecord(run, cfg.seed + run, data_summary, records, skipped, model_runs[i])
                 )
+            if after_run is not None:
+                after_run(results)
     finally:
         progress.close()
     return results

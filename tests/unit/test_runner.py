@@ -110,6 +110,8 @@ def test_report_files_and_mlflow_run(evaluated, tmp_path: Path) -> None:
 
     table = paths["table"].read_text()
     assert table == markdown_table(result)
+    partial = (layout.evaluate_dir / "table.partial.md").read_text()  # written after each run
+    assert "2 run(s)" in partial and "| random |" in partial
     assert "| Model | Precision | Recall | PR-AUC | ROC-AUC | P@k | R@k | seconds | peak MB |" in table
     assert "failed (fit): RuntimeError: boom" in table
     assert "| random | " in table and " § | " in table and "evaluate.seed_recall = 0.5" in table
