@@ -112,13 +112,13 @@ def features(
 @app.command()
 def pretrain(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
     """Train the pre-trained model PM (§3.5)."""
-    typer.echo(str(pipeline.pretrain(_config(config, run_dir, set_))))
+    pipeline.print_json(pipeline.pretrain(_config(config, run_dir, set_)).summary())
 
 
 @app.command()
 def train(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
     """Train GLoM (PM then GLM, §3.5-3.7), save the model, log and register it in MLflow."""
-    typer.echo(str(pipeline.train(_config(config, run_dir, set_))))
+    pipeline.print_json(pipeline.train(_config(config, run_dir, set_)).summary())
 
 
 @app.command()

@@ -74,6 +74,29 @@ class TrainedModel:
     def n_users(self) -> int:
         return len(self.user_ids)
 
+    def summary(self) -> dict[str, Any]:
+        """What a person wants to read after training: sizes, and per training history its epochs and
+        last values (the full per-epoch lists stay in ``metrics`` and in MLflow)."""
+        out: dict[str, Any] = {
+            "model_name": self.model_name,
+            "n_users": self.n_users,
+            "n_items": len(self.item_ids),
+            "dim": self.dim,
+            "created_at": self.created_at,
+        }
+        for key, value in self.metrics.items():
+            if isinstance(value, dict):
+                out[key] = {
+                    name: (entry[-1] if entry else None) if isinstance(entry, list) else entry
+                    for name, entry in value.items()
+                }
+                lengths = [len(v) for v in value.values() if isinstance(v, list)]
+                if lengths:
+                    out[key]["epochs_logged"] = max(lengths)
+            else:
+                out[key] = value
+        return out
+
     def user_index(self) -> dict[str, int]:
         return {uid: i for i, uid in enumerate(self.user_ids.tolist())}
 

@@ -145,3 +145,13 @@ def test_expand_stage_writes_lookalikes_and_summary(tmp_path, suffix):
     summary = json.loads(out.with_name(out.name + ".summary.json").read_text())
     assert summary["unknown_seeds"] == ["ghost"] and summary["n_lookalikes"] == 12
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_trained_model_summary_is_short_and_json_ready():
+    model = clustered_model()
+    model.metrics = {"glm": {"loss": [0.9, 0.4], "val_mrr": [0.1, 0.3], "device": "cpu"}, "relations": {"likes": 3}}
+    summary = model.summary()
+    assert summary["n_users"] == model.n_users and summary["dim"] == model.dim
+    assert summary["glm"] == {"loss": 0.4, "val_mrr": 0.3, "device": "cpu", "epochs_logged": 2}
+    assert summary["relations"] == {"likes": 3}
+    json.dumps(summary)  # printable by `glom train`
