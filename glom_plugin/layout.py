@@ -97,6 +97,10 @@ class RunLayout:
         return self._dir("profiles")
 
     @property
+    def profiles_report(self) -> Path:
+        return self.profiles_dir / "profiles_report.json"
+
+    @property
     def user_profiles(self) -> Path:
         return self.profiles_dir / "user_profiles.parquet"
 

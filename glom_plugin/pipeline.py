@@ -106,8 +106,11 @@ def train(cfg: GlomConfig, register: bool = True) -> Any:
     if register:
         from glom_plugin.platform.mlflow_registry import log_training_run
 
-        artifacts = [path for path in (layout.graph_report, layout.ingest_report) if path.exists()]
-        registered = log_training_run(cfg, trained, artifacts=artifacts, run_name="train", promote=False)
+        reports = (layout.graph_report, layout.ingest_report, layout.profiles_report)
+        artifacts = [path for path in reports if path.exists()]
+        registered = log_training_run(
+            cfg, trained, artifacts=artifacts, run_name="train", promote=False, tags=profile_tags(layout)
+        )
         write_json(
             {"name": registered.name, "version": registered.version, "model_name": trained.model_name,
              "model_uri": registered.model_uri, "run_id": registered.run_id},
@@ -118,6 +121,15 @@ def train(cfg: GlomConfig, register: bool = True) -> Any:
 
 
 REGISTERED_FILE = "registered.json"
+
+
+def profile_tags(layout: RunLayout) -> dict[str, str]:
+    """Which profile builder, prompt templates and LLM produced the profiles the model was trained on
+    (``profiles.*`` keys of the profiles report), so a registered version says where its inputs came from."""
+    if not layout.profiles_report.exists():
+        return {}
+    report = json.loads(layout.profiles_report.read_text())
+    return {key: str(value) for key, value in report.items() if key.startswith("profiles.") or key == "embedding.model"}
 
 
 def promote_registered(cfg: GlomConfig, layout: RunLayout, summary: dict[str, dict[str, Any]]) -> str | None:

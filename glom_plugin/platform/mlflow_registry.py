@@ -119,6 +119,7 @@ def log_training_run(
     data_date: str | None = None,
     run_name: str | None = None,
     promote: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> RegisteredVersion:
     """Log params/metrics/artifacts and the pyfunc model, register a new version, then maybe promote it.
 
@@ -141,6 +142,8 @@ def log_training_run(
         params = {k: v for k, v in params.items() if k not in existing}
         for start in range(0, len(params), 90):  # MLflow's batch limit is 100 params
             mlflow.log_params(dict(list(params.items())[start : start + 90]))
+        if tags:
+            mlflow.set_tags(tags)
         finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
         if finite:
             mlflow.log_metrics(finite)

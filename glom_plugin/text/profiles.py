@@ -251,7 +251,7 @@ def run_profiles_stage(cfg: GlomConfig, layout: RunLayout, dry_run: bool = False
             "user_profile_embeddings": str(layout.user_profile_embeddings),
         },
     }
-    write_json(summary, layout.profiles_dir / "profiles_report.json")
+    write_json(summary, layout.profiles_report)
     return summary
 
 

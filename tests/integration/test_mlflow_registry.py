@@ -38,7 +38,10 @@ def cfg(tmp_path, monkeypatch):
 def test_versions_and_champion_alias_move_only_on_improvement(cfg, tmp_path):
     from mlflow import MlflowClient
 
-    first = reg.log_training_run(cfg, random_model(1), metrics={"precision": 0.4}, pr_auc=0.50, run_name="first")
+    first = reg.log_training_run(
+        cfg, random_model(1), metrics={"precision": 0.4}, pr_auc=0.50, run_name="first",
+        tags={"profiles.item_template_id": "offline@v2"},
+    )
     assert (first.version, first.promoted) == ("1", True)
     worse = reg.log_training_run(cfg, random_model(2), pr_auc=0.45, run_name="worse")
     assert (worse.version, worse.promoted) == ("2", False)
@@ -55,6 +58,7 @@ def test_versions_and_champion_alias_move_only_on_improvement(cfg, tmp_path):
     run = client.get_run(first.run_id)
     assert run.data.metrics["pr_auc"] == pytest.approx(0.50)
     assert run.data.params["pm.dim"] == "64"
+    assert run.data.tags["profiles.item_template_id"] == "offline@v2"
 
     loaded = reg.load_trained_model("models:/glom-test@champion", tracking_uri=cfg.tracking_uri())
     expected = random_model(3)

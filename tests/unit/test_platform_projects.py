@@ -38,3 +38,17 @@ def test_bentofile_names_the_service_and_builds_offline():
     service = getattr(importlib.import_module(module_name), class_name)
     assert {"expand", "expand_batch", "health", "model_info"} <= set(service.apis)
     assert service.apis["expand_batch"].batchable
+
+
+def test_profile_tags_name_the_builder_templates_and_embedding_model(tmp_path):
+    from glom_plugin.layout import RunLayout
+    from glom_plugin.pipeline import profile_tags
+    from glom_plugin.storage import write_json
+
+    layout = RunLayout.at(tmp_path)
+    assert profile_tags(layout) == {}  # no profiles stage: nothing to say
+    write_json(
+        {"profiles.builder": "llm", "profiles.item_template_id": "item@v3", "embedding.model": "m@1", "n_item_profiles": 5},
+        layout.profiles_report,
+    )
+    assert profile_tags(layout) == {"profiles.builder": "llm", "profiles.item_template_id": "item@v3", "embedding.model": "m@1"}
