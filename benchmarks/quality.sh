@@ -51,7 +51,7 @@ for name in "${datasets[@]}"; do
     echo "# Quality: $name ($format, \`$path\`)"
     echo
     echo "- command: \`OMP_NUM_THREADS=${OMP_NUM_THREADS:-} RUNS=$RUNS TASKS=$TASKS SWEEPS=$SWEEPS SWEEP_RUNS=$SWEEP_RUNS PM_EPOCHS=$PM_EPOCHS GLM_EPOCHS=$GLM_EPOCHS GLM_BATCH=$GLM_BATCH PM_BATCH=$PM_BATCH MODELS=$MODELS EXTRA=\"$EXTRA\" bash benchmarks/quality.sh $name\`"
-    echo "- machine: $(nproc) CPU cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, no GPU; $(uname -m)"
+    echo "- machine: $(nproc --all) CPU cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, no GPU; $(uname -m)"
     echo "- date: $(date -u +%FT%TZ); wall time of prepare + profiles + evaluate + sweeps: ${seconds} s"
     echo "- plots: quality_${name}_pr_curves.png, quality_${name}_embedding_size.png (Fig. 5), quality_${name}_seed_size.png (Fig. 6)"
     echo
