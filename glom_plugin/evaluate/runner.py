@@ -241,26 +241,25 @@ def _fit_and_score(
             fit_seconds = time.perf_counter() - start
             fixed_threshold = model.decision_threshold
             calibrate = fixed_threshold is None and model_cfg.evaluate.seed_recall is not None
+            source = "model" if fixed_threshold is not None else "seed-calibrated" if calibrate else None
             for i, variant_campaigns in campaigns.items():
                 model_runs[i].fit_seconds = fit_seconds
-                model_runs[i].threshold_source = (
-                    "model" if fixed_threshold is not None else "seed-calibrated" if calibrate else None
-                )
+                model_runs[i].threshold_source = source
                 thresholds: list[float] = []
                 for item in variant_campaigns:
                     stage = f"score {item.campaign.name}"
                     start = time.perf_counter()
                     scores = np.asarray(model.score_campaign(item.campaign), dtype=np.float64)
+                    if scores.shape != (len(item.campaign.candidates),):
+                        raise ValueError(
+                            f"returned {scores.shape} scores for {len(item.campaign.candidates)} candidates"
+                        )
                     threshold = (
                         _calibrated_threshold(model, item.campaign, model_cfg, seed) if calibrate else fixed_threshold
                     )
                     model_runs[i].score_seconds += time.perf_counter() - start
                     if threshold is not None:
                         thresholds.append(threshold)
-                    if scores.shape != (len(item.campaign.candidates),):
-                        raise ValueError(
-                            f"returned {scores.shape} scores for {len(item.campaign.candidates)} candidates"
-                        )
                     metrics = campaign_metrics(item.labels, scores, threshold)
                     model_runs[i].tasks.append(TaskResult(item.item_id, item.counts(), metrics))
                     pooled[i][0].append(item.labels)

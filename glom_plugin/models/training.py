@@ -240,8 +240,6 @@ def fit_pm(
     )
 
 
-@torch.no_grad()
-
 def _close_epoch(
     history: TrainingHistory,
     progress: tqdm,
@@ -277,6 +275,7 @@ def _finish_training(history: TrainingHistory, stopper: EarlyStopping, model: to
     model.eval()
 
 
+@torch.no_grad()
 def _pm_validation(model: PretrainEnergyModel, val: ValidationSplit, interacted: int) -> dict:
     model.eval()
     b, k = val.negatives.shape
