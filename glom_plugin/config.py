@@ -134,7 +134,11 @@ class GLMConfig(_Section):
     # "dgl" (CPU, the reference) or "torch" (scatter ops; runs on CUDA). "auto" = torch on CUDA, dgl on CPU.
     backend: Literal["auto", "dgl", "torch"] = "auto"
     use_pm: bool = True
-    # Early stopping on held-out user-item link prediction (MRR), as for PM.
+    # Early stopping / model selection, on held-out pairs (PM's own when PM runs; val_fraction otherwise):
+    # "lookalike" = the held-out user's rank among candidates scored against other purchasers as seeds
+    # (models/lookalike_validation.py), "link" = user-item link-prediction MRR as for PM. The state
+    # before the first GLM step competes too, so training is kept only while it helps.
+    select_on: Literal["lookalike", "link"] = "lookalike"
     patience: int = 5
     val_fraction: float = Field(0.05, ge=0.0, lt=1.0)
 
@@ -156,6 +160,8 @@ class ExpandConfig(_Section):
     # (glom_plugin/expand/calibration.py); None = return the top k only.
     seed_recall: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int = 1000
+    # Compare user embeddings around the population mean (expand/aggregation.py: retrieval_vectors).
+    center: bool = True
 
 
 class EvaluateConfig(_Section):

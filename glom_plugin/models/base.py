@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from glom_plugin.config import GlomConfig
-from glom_plugin.expand.aggregation import aggregate_similarity
+from glom_plugin.expand.aggregation import aggregate_similarity, retrieval_vectors
 from glom_plugin.graph.dataset import LookalikeData
 
 
@@ -63,24 +63,31 @@ class LookalikeModel(ABC):
 class EmbeddingLookalikeModel(LookalikeModel):
     """Models whose output is one vector per user; campaigns are scored by sim(u, S) over seeds.
 
-    Subclasses set ``self.embeddings`` in ``fit``. The aggregation (max / mean / probabilistic) and the
+    Subclasses set ``self.embeddings`` in ``fit``. Retrieval compares ``user_embeddings()``: those
+    vectors centred on the user mean when ``expand.center`` (``retrieval_vectors``), the same for every
+    embedding model so the comparison stays fair. The aggregation (max / mean / probabilistic) and the
     similarity threshold T (§3.7) come from ``config.expand``.
     """
 
     embeddings: np.ndarray | None = None
+    _retrieval: tuple[np.ndarray, np.ndarray] | None = None  # (the embeddings it was made from, vectors)
 
     @property
     def decision_threshold(self) -> float | None:  # type: ignore[override]
         return self.config.expand.threshold
 
     def score_campaign(self, campaign: Campaign) -> np.ndarray:
-        if self.embeddings is None:
+        vectors = self.user_embeddings()
+        if vectors is None:
             raise RuntimeError(f"{self.name}: fit() must run before scoring")
         return aggregate_similarity(
-            self.embeddings[campaign.candidates],
-            self.embeddings[campaign.seeds],
-            self.config.expand.aggregation,
+            vectors[campaign.candidates], vectors[campaign.seeds], self.config.expand.aggregation
         )
 
     def user_embeddings(self) -> np.ndarray | None:
-        return self.embeddings
+        if self.embeddings is None:
+            return None
+        # computed once per fitted embedding matrix, not once per campaign
+        if self._retrieval is None or self._retrieval[0] is not self.embeddings:
+            self._retrieval = (self.embeddings, retrieval_vectors(self.embeddings, self.config.expand.center))
+        return self._retrieval[1]

@@ -14,6 +14,7 @@ import logging
 import numpy as np
 
 from glom_plugin.config import GlomConfig
+from glom_plugin.expand.aggregation import retrieval_vectors
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
@@ -34,7 +35,8 @@ def fit_glom(
 
 class GlomModel(EmbeddingLookalikeModel):
     """``self.embeddings`` = GLM's final user embeddings h^L (§3.7); campaigns are scored by cosine
-    similarity to the seeds, aggregated as ``expand.aggregation`` says (base class)."""
+    similarity to the seeds around the user mean, aggregated as ``expand.aggregation`` says (base class).
+    GLM keeps its training only while held-out lookalike retrieval improves (``glm.select_on``)."""
 
     name = "glom"
 
@@ -160,7 +162,8 @@ def run_train_stage(cfg: GlomConfig, layout: RunLayout) -> TrainedModel:
     artifact = TrainedModel(
         model_name=f"glom-{cfg.glm.aggregator}",
         user_ids=data.user_ids,
-        user_embeddings=glm.node_embeddings[: data.n_users],
+        # what expansion compares (centred when expand.center), so serving ranks as the evaluation did
+        user_embeddings=retrieval_vectors(glm.node_embeddings[: data.n_users], cfg.expand.center),
         item_ids=data.item_ids,
         item_embeddings=glm.node_embeddings[data.n_users :],
         config=cfg.model_dump(),

@@ -1,11 +1,19 @@
 """Training loops for PM (§3.5, Eq. 2) and GLM (§3.6–3.7, Eq. 9): mini-batches, Adam, early stopping.
 
-Early stopping uses held-out link prediction: a share (``val_fraction``) of the observed user–item
-pairs is removed — every triple between the pair, both directions — from what the model trains on (and,
-for GLM, from the message-passing graph). Each epoch the held-out pairs are ranked against
-``VALIDATION_NEGATIVES`` sampled items the user never interacted with; the best-MRR epoch's weights are
-kept and training stops after ``patience`` epochs without improvement. Final embeddings come from the
-full graph (held-out pairs included), so nothing the data offers is left out of the served model.
+Early stopping uses held-out pairs: a share (``val_fraction``) of the observed user–item pairs is
+removed — every triple between the pair, both directions — from what the model trains on (and, for GLM,
+from the message-passing graph). GLM holds out the same pairs as its PM (``held_out_split``), so its
+initial embeddings were never trained on them either.
+
+- PM (and GLM with ``glm.select_on=link``): link prediction, each held-out pair ranked against
+  ``VALIDATION_NEGATIVES`` sampled items the user never interacted with.
+- GLM (default ``glm.select_on=lookalike``): lookalike retrieval, each held-out user ranked among
+  non-purchasers by similarity to the item's other purchasers (``lookalike_validation.py``). The state
+  before the first GLM step is scored too (``initial_val_mrr``; ``best_epoch = -1`` when it wins).
+
+The best epoch's weights are kept and training stops after ``patience`` epochs without improvement.
+Final embeddings come from the full graph (held-out pairs included), so nothing the data offers is left
+out of the served model.
 
 Reproducible: ``torch.manual_seed``, a seeded ``numpy`` generator for the split and a seeded
 ``torch.Generator`` (on the training device) for negatives. Runs on ``cfg.resolved_device()``.
@@ -27,6 +35,7 @@ from glom_plugin.data.schema import RELATION_INTERACTED
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.models.glm import GraphLearningModel, build_message_graph, resolve_backend
 from glom_plugin.models.kg import KnowledgeTriples, build_knowledge_triples
+from glom_plugin.models.lookalike_validation import LookalikeValidation
 from glom_plugin.models.pm import FilteredNegativeSampler, PretrainEnergyModel
 
 VALIDATION_NEGATIVES = 50
@@ -47,6 +56,8 @@ class TrainingHistory:
     best_val_mrr: float | None = None
     stopped_early: bool = False
     backend: str | None = None
+    selection: str = "link"  # what val_mrr measures: "link" prediction or "lookalike" retrieval
+    initial_val_mrr: float | None = None  # GLM: the validation metric before the first step
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +97,13 @@ class ValidationSplit:
 def seed_everything(seed: int) -> np.random.Generator:
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+def held_out_split(
+    triples: KnowledgeTriples, fraction: float, seed: int
+) -> tuple[KnowledgeTriples, np.ndarray, np.ndarray]:
+    """``split_validation`` drawn from ``seed`` alone: PM and GLM of one GLoM fit hold out the same pairs."""
+    return split_validation(triples, fraction, np.random.default_rng(seed))
 
 
 def split_validation(
@@ -174,10 +192,10 @@ def fit_pm(
 ) -> PMResult:
     """Train PM (Eq. 2) on the KG of ``data``; returns the model and its node/relation embeddings."""
     device = torch.device(device or cfg.resolved_device())
-    rng = seed_everything(seed)
+    seed_everything(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     full = triples if triples is not None else build_knowledge_triples(data, cfg.graph)
-    train, val_users, val_items = split_validation(full, cfg.pm.val_fraction, rng)
+    train, val_users, val_items = held_out_split(full, cfg.pm.val_fraction, seed)
     user_profiles, item_profiles = _profiles(data, cfg)
     model = PretrainEnergyModel(
         full.n_users,
@@ -305,7 +323,9 @@ def fit_glm(
         raise ValueError(
             "glm.use_pm is true but no PM result was given; run fit_pm first (or set glm.use_pm=false)"
         )
-    train, val_users, val_items = split_validation(full, cfg.glm.val_fraction, rng)
+    # with PM: PM's held-out pairs (same seed and fraction), which its embeddings never trained on
+    fraction = cfg.pm.val_fraction if cfg.glm.use_pm else cfg.glm.val_fraction
+    train, val_users, val_items = held_out_split(full, fraction, seed)
     model = GraphLearningModel(
         full.n_nodes,
         full.n_relations,
@@ -319,15 +339,19 @@ def fit_glm(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.glm.lr)
     train_graph = build_message_graph(train, backend, device)
     sampler = FilteredNegativeSampler(full, device=device)
-    validation = make_validation(val_users, val_items, full, device, generator)
+    validate, selection = _glm_validator(cfg, model, train_graph, train, full, val_users, val_items, rng, generator)
 
     # Eq. 9 positives: the observed user-item pairs (the interacted relation covers every interaction)
     positives = train.subset(train.relations == full.relation_id(RELATION_INTERACTED))
     users = torch.as_tensor(positives.heads, device=device)
     items = torch.as_tensor(positives.tails, device=device)
     rels = torch.as_tensor(positives.relations, device=device)
-    history = TrainingHistory(device=str(device), backend=backend)
+    history = TrainingHistory(device=str(device), backend=backend, selection=selection)
     stopper = EarlyStopping(cfg.glm.patience)
+    if validate is not None:
+        # the propagated PM embeddings, before any GLM step, are a candidate like every epoch
+        history.initial_val_mrr = validate()["mrr"]
+        stopper.update(history.initial_val_mrr, -1, model)
 
     epochs = tqdm(
         range(cfg.glm.epochs), desc=f"GLM-{cfg.glm.aggregator} epochs", disable=not progress, leave=False
@@ -350,7 +374,6 @@ def fit_glm(
             optimizer.step()
             total += float(loss.detach())
             batches += 1
-        validate = None if validation is None else (lambda: _glm_validation(model, train_graph, validation))
         if _close_epoch(history, epochs, stopper, model, epoch, start, total / max(batches, 1), device, validate):
             break
     _finish_training(history, stopper, model)
@@ -365,8 +388,43 @@ def fit_glm(
     )
 
 
+def _glm_validator(
+    cfg: GlomConfig,
+    model: GraphLearningModel,
+    graph,
+    train: KnowledgeTriples,
+    full: KnowledgeTriples,
+    val_users: np.ndarray,
+    val_items: np.ndarray,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> tuple[Callable[[], dict] | None, str]:
+    """(the per-epoch validation, what it measures); lookalike falls back to link when no held-out item has
+    enough other purchasers to seed a campaign (tiny graphs)."""
+    device = model.node.device
+    if cfg.glm.select_on == "lookalike":
+        campaigns = LookalikeValidation.build(
+            val_users, val_items, train, full, rng, cfg.expand.aggregation, cfg.expand.center
+        )
+        if campaigns is not None:
+            return (lambda: _glm_lookalike_validation(model, graph, campaigns, full.n_users)), "lookalike"
+    links = make_validation(val_users, val_items, full, device, generator)
+    if links is None:
+        return None, "link"
+    return (lambda: _glm_link_validation(model, graph, links)), "link"
+
+
 @torch.no_grad()
-def _glm_validation(model: GraphLearningModel, graph, val: ValidationSplit) -> dict:
+def _glm_lookalike_validation(
+    model: GraphLearningModel, graph, campaigns: LookalikeValidation, n_users: int
+) -> dict:
+    model.eval()
+    h, _ = model(graph)
+    return campaigns.score(h[:n_users].cpu().numpy())
+
+
+@torch.no_grad()
+def _glm_link_validation(model: GraphLearningModel, graph, val: ValidationSplit) -> dict:
     model.eval()
     h, _ = model(graph)
     b, k = val.negatives.shape
