@@ -109,7 +109,8 @@ def train(cfg: GlomConfig, register: bool = True) -> Any:
         reports = (layout.graph_report, layout.ingest_report, layout.profiles_report)
         artifacts = [path for path in reports if path.exists()]
         registered = log_training_run(
-            cfg, trained, artifacts=artifacts, run_name="train", promote=False, tags=profile_tags(layout)
+            cfg, trained, metrics=training_metrics(trained.metrics), artifacts=artifacts, run_name="train",
+            promote=False, tags=profile_tags(layout),
         )
         write_json(
             {"name": registered.name, "version": registered.version, "model_name": trained.model_name,
@@ -121,6 +122,23 @@ def train(cfg: GlomConfig, register: bool = True) -> Any:
 
 
 REGISTERED_FILE = "registered.json"
+TRAINING_SCALARS = ("best_epoch", "best_val_mrr", "initial_val_mrr")
+
+
+def training_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """``pm.best_val_mrr``, ``glm.best_epoch``, ``glm.initial_val_mrr``, ...: how each training stage ended,
+    as MLflow metrics, so a registered version shows whether GLM's training was kept (best_epoch >= 0) and
+    what it gained over its starting point."""
+    out: dict[str, float] = {}
+    for stage in ("pm", "glm"):
+        history = metrics.get(stage)
+        if not isinstance(history, dict):
+            continue
+        for key in TRAINING_SCALARS:
+            value = history.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[f"{stage}.{key}"] = float(value)
+    return out
 
 
 def profile_tags(layout: RunLayout) -> dict[str, str]:

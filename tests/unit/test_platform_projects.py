@@ -52,3 +52,20 @@ def test_profile_tags_name_the_builder_templates_and_embedding_model(tmp_path):
         layout.profiles_report,
     )
     assert profile_tags(layout) == {"profiles.builder": "llm", "profiles.item_template_id": "item@v3", "embedding.model": "m@1"}
+
+
+def test_training_metrics_report_how_each_stage_ended():
+    from glom_plugin.pipeline import training_metrics
+
+    metrics = {
+        "pm": {"best_epoch": 7, "best_val_mrr": 0.53, "initial_val_mrr": None, "val_mrr": [0.4, 0.53]},
+        "glm": {"best_epoch": -1, "best_val_mrr": 0.41, "initial_val_mrr": 0.41, "stopped_early": True},
+        "relations": {"interacted": 10},
+    }
+    assert training_metrics(metrics) == {
+        "pm.best_epoch": 7.0,
+        "pm.best_val_mrr": 0.53,
+        "glm.best_epoch": -1.0,
+        "glm.best_val_mrr": 0.41,
+        "glm.initial_val_mrr": 0.41,
+    }
