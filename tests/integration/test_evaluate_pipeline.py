@@ -69,17 +69,25 @@ def test_evaluate_movielens_end_to_end(data_dir: Path, tmp_path: Path) -> None:
             "pm.use_profiles": False,
             "evaluate.max_tasks": 5,
             "evaluate.min_purchasers": 20,
+            "pm.epochs": 5,
+            "pm.batch_size": 4096,
+            "glm.epochs": 3,
         }
     )
     layout = RunLayout.at(cfg.run_dir)
     run_ingest(cfg, layout, echo=lambda *_: None)
     run_graph_stage(cfg, layout)
-    result = run_evaluation(cfg, layout, ["random", "similarity-cosine-prob"], runs=1)
+    models = ["random", "similarity-cosine-prob", "pm", "glom-mean"]
+    result = run_evaluation(cfg, layout, models, runs=1)
     summary = result.summary()
-    assert summary["random"]["runs_ok"] == 1 and summary["similarity-cosine-prob"]["runs_ok"] == 1
+    assert all(summary[name]["runs_ok"] == 1 for name in models)
+    pr_auc = {name: summary[name]["pr_auc"]["mean"] for name in models}
     # movie tastes are shared: seeds' neighbours find held-out viewers better than chance
-    assert summary["similarity-cosine-prob"]["pr_auc"]["mean"] > summary["random"]["pr_auc"]["mean"]
+    assert pr_auc["similarity-cosine-prob"] > pr_auc["random"]
     assert summary["similarity-cosine-prob"]["roc_auc"]["mean"] > 0.6
+    # GLM starts from PM and must not wreck its user structure (it once fell to 0.4x PM's PR-AUC here)
+    assert pr_auc["glom-mean"] > 2 * pr_auc["random"]
+    assert pr_auc["glom-mean"] > 0.8 * pr_auc["pm"], pr_auc
     assert len(result.tasks) == 5 and all(t["n_purchasers"] >= 20 for t in result.tasks)
     paths = write_report(result, layout.evaluate_dir)
     assert all(Path(p).stat().st_size > 0 for p in paths.values())
