@@ -28,9 +28,10 @@ def retrieval_vectors(embeddings: np.ndarray, center: bool = True) -> np.ndarray
 
     Why: an offset every user shares says nothing about who is alike, yet it dominates cosine. Graph
     propagation makes one: a user's mean over ~150 neighbours' knowledge queries is nearly the same
-    vector for every active user. On MovieLens, two untrained GLM layers raised the mean user-user
-    cosine from 0.06 to 0.53 and cut lookalike PR-AUC from 0.54 to 0.43; centred, it was 0.53. Cosine
-    around the mean is invariant to any shared offset and leaves a centred space unchanged.
+    vector for every active user. On MovieLens, two untrained GLM-Attn1 layers over PM's embeddings cut
+    lookalike PR-AUC from 0.549 to 0.442 with raw cosine; centred, it was 0.533
+    (benchmarks/results/glm_selection_movielens.md). Cosine around the mean is invariant to any shared
+    offset and leaves a centred space unchanged.
     """
     vectors = np.asarray(embeddings, dtype=np.float32)
     if not center or len(vectors) == 0:

@@ -2,10 +2,11 @@
 
 GLM's loss (Eq. 9) is user->item link prediction, but GLoM uses the *user* embeddings for lookalike
 retrieval (§3.7): candidates are ranked by similarity to a seed list. The two can disagree. On
-MovieLens, every further GLM epoch raised held-out link-prediction MRR (0.48 -> 0.55) while the
-lookalike PR-AUC of the same embeddings fell (0.43 -> 0.23): Eq. 9 pulls each user onto the items it
-touched and erases the user-user structure PM had learnt. So GLM's early stopping measures lookalike
-retrieval itself, label-free, from the training graph:
+MovieLens, every GLM-Mean epoch raised held-out link-prediction MRR (0.14 -> 0.53 in 5 epochs) while
+the lookalike PR-AUC of the same embeddings fell (0.570 -> 0.494; benchmarks/results/
+glm_selection_movielens.md): Eq. 9 pulls each user onto the items it touched and erases the user-user
+structure PM had learnt. So GLM's early stopping measures lookalike retrieval itself, label-free, from
+the training graph:
 
 each held-out user-item pair (u, i), removed from everything the model trains on, becomes a campaign:
 seeds = up to ``MAX_SEEDS`` other users who interacted with i in training, candidates = u plus
