@@ -20,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from glom_plugin.data.schema import RELATION_INTERACTED
 from glom_plugin.expand.aggregation import aggregate_similarity, retrieval_vectors
 from glom_plugin.models.kg import KnowledgeTriples
+from glom_plugin.models.ranking import rank_metrics
 
 CANDIDATES = 50
 MIN_SEEDS = 3
@@ -98,8 +100,6 @@ class LookalikeValidation:
                 for row, seeds in zip(self.candidates, self.seeds, strict=True)
             ]
         )
-        positive, negative = scores[:, :1], scores[:, 1:]
-        better = ((negative > positive) & self.valid).sum(axis=1)
-        ties = ((negative == positive) & self.valid).sum(axis=1)
-        rank = 1.0 + better + 0.5 * ties
-        return {"mrr": float(np.mean(1.0 / rank)), "hits_at_10": float(np.mean(rank <= 10))}
+        # a higher similarity ranks first: negated, it is an energy
+        energy = torch.from_numpy(-scores)
+        return rank_metrics(energy[:, 0], energy[:, 1:], torch.from_numpy(self.valid))

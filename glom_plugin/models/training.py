@@ -37,6 +37,7 @@ from glom_plugin.models.glm import GraphLearningModel, build_message_graph, reso
 from glom_plugin.models.kg import KnowledgeTriples, build_knowledge_triples
 from glom_plugin.models.lookalike_validation import LookalikeValidation
 from glom_plugin.models.pm import FilteredNegativeSampler, PretrainEnergyModel
+from glom_plugin.models.ranking import rank_metrics
 
 VALIDATION_NEGATIVES = 50
 MAX_VALIDATION_PAIRS = 2000
@@ -142,14 +143,6 @@ def make_validation(
     rid = torch.full_like(draws, full.relation_id(RELATION_INTERACTED))
     known = sampler.is_known(u.unsqueeze(1).expand_as(draws), rid, draws)
     return ValidationSplit(u, i, draws, ~known)
-
-
-def rank_metrics(positive_energy: torch.Tensor, negative_energy: torch.Tensor, valid: torch.Tensor) -> dict:
-    """MRR and hits@10 of each positive among its valid negatives (lower energy = better; ties count half)."""
-    better = ((negative_energy < positive_energy.unsqueeze(1)) & valid).sum(dim=1).double()
-    ties = ((negative_energy == positive_energy.unsqueeze(1)) & valid).sum(dim=1).double()
-    rank = 1.0 + better + 0.5 * ties
-    return {"mrr": float((1.0 / rank).mean()), "hits_at_10": float((rank <= 10).double().mean())}
 
 
 class EarlyStopping:
