@@ -55,14 +55,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from glom_plugin.config import load_config
-    from glom_plugin.evaluate.campaigns import (
-        held_out_pairs,
-        purchasers_by_item,
-        sample_tasks,
-        select_tasks,
-        split_tasks,
-    )
-    from glom_plugin.evaluate.training_data import EvaluationTables, build_training_data
+    from glom_plugin.evaluate.runner import ProtocolTasks
     from glom_plugin.layout import RunLayout
     from glom_plugin.models.glm import build_message_graph, resolve_backend
     from glom_plugin.models.lookalike_validation import LookalikeValidation
@@ -72,13 +65,9 @@ def main() -> None:
     cfg = load_config(run_dir / "config.resolved.json", overrides=[f"evaluate.max_tasks={args.tasks}", *args.set])
     cfg = cfg.with_overrides(**{"device": "cpu"})
     layout = RunLayout.at(run_dir)
-    tables = EvaluationTables.load(layout)
-    purchasers = purchasers_by_item(tables.polarity)
-    tasks = select_tasks(purchasers, cfg.evaluate.min_purchasers, cfg.evaluate.max_tasks, cfg.seed)
-    splits = split_tasks(tasks, purchasers, cfg.evaluate.seed_fraction, cfg.seed, 0)
-    data = build_training_data(tables.without(held_out_pairs(splits)), cfg, layout)
-    samples, _ = sample_tasks(splits, purchasers, data, cfg.evaluate.negative_ratio, cfg.seed, 0)
-    campaigns = [s.campaign() for s in samples]
+    run0 = ProtocolTasks.load(cfg, layout).run_inputs(cfg, layout, run=0)
+    data = run0.data
+    campaigns = [s.campaign() for s in run0.samples]
     aggregation = cfg.expand.aggregation
 
     started = time.perf_counter()
@@ -122,10 +111,9 @@ def main() -> None:
                 h_train, _ = result.model(train_graph)
             users = result.node_embeddings[: data.n_users]
             history = result.history
-            link = history.best_val_mrr if history.best_val_mrr is not None else history.initial_val_mrr
             look = lookalike.score(h_train[: data.n_users].numpy())["mrr"] if lookalike is not None else float("nan")
             lines.append(
-                f"| {k} | {history.best_epoch if k else '-'} | {link:.3f} | {look:.3f} | "
+                f"| {k} | {history.best_epoch if k else '-'} | {history.best_val_mrr:.3f} | {look:.3f} | "
                 f"{campaign_pr_auc(users, campaigns, True, aggregation):.3f} | "
                 f"{campaign_pr_auc(users, campaigns, False, aggregation):.3f} |"
             )

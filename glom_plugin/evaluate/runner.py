@@ -31,6 +31,8 @@ from tqdm.auto import tqdm
 from glom_plugin.config import GlomConfig
 from glom_plugin.evaluate.campaigns import (
     EvalCampaign,
+    Task,
+    TaskSample,
     held_out_pairs,
     purchasers_by_item,
     sample_tasks,
@@ -47,6 +49,44 @@ from glom_plugin.layout import RunLayout
 from glom_plugin.models.base import Campaign, LookalikeModel
 from glom_plugin.models.registry import create_model
 from glom_plugin.storage import write_text
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """One run's inputs (steps 1–3): the leak-free training data and the sampled campaigns."""
+
+    data: LookalikeData
+    samples: list[TaskSample]
+    skipped: list[dict[str, str]]  # tasks this run cannot evaluate, with why
+    n_held_out: int  # purchase edges removed from the training data
+
+
+@dataclass(frozen=True)
+class ProtocolTasks:
+    """The tasks (§4.1) over a run directory's tables: what every run and every model share. Benchmarks
+    that study one stage on the evaluation's own splits build them from here, not from a copy."""
+
+    tables: EvaluationTables
+    purchasers: dict[str, np.ndarray]
+    tasks: list[Task]
+
+    @classmethod
+    def load(cls, cfg: GlomConfig, layout: RunLayout) -> ProtocolTasks:
+        tables = EvaluationTables.load(layout)
+        purchasers = purchasers_by_item(tables.polarity)
+        ev = cfg.evaluate
+        return cls(tables, purchasers, select_tasks(purchasers, ev.min_purchasers, ev.max_tasks, cfg.seed))
+
+    def run_inputs(
+        self, cfg: GlomConfig, layout: RunLayout, run: int, data_builder: DataBuilder = build_training_data
+    ) -> RunInputs:
+        """Steps 1–3 for run ``run``: split, remove held-out purchases and rebuild the data, sample."""
+        ev = cfg.evaluate
+        splits = split_tasks(self.tasks, self.purchasers, ev.seed_fraction, cfg.seed, run)
+        held_out = held_out_pairs(splits)
+        data = data_builder(self.tables.without(held_out), cfg, layout)
+        samples, skipped = sample_tasks(splits, self.purchasers, data, ev.negative_ratio, cfg.seed, run)
+        return RunInputs(data, samples, skipped, len(held_out))
 
 
 @dataclass(frozen=True)
@@ -138,9 +178,8 @@ def _run_protocol(
         raise ValueError("runs must be >= 1")
     if not model_names:
         raise ValueError("no model to evaluate")
-    tables = EvaluationTables.load(layout)
-    purchasers = purchasers_by_item(tables.polarity)
-    tasks = select_tasks(purchasers, ev.min_purchasers, ev.max_tasks, cfg.seed)
+    protocol = ProtocolTasks.load(cfg, layout)
+    tasks = protocol.tasks
     method = memory_method()
     task_json = [{"item_id": t.item_id, "n_purchasers": t.n_purchasers} for t in tasks]
     results = [
@@ -165,12 +204,10 @@ def _run_protocol(
     )
     try:
         for run in range(n_runs):
-            splits = split_tasks(tasks, purchasers, ev.seed_fraction, cfg.seed, run)
-            held_out = held_out_pairs(splits)
-            data = data_builder(tables.without(held_out), cfg, layout)
-            samples, skipped = sample_tasks(splits, purchasers, data, ev.negative_ratio, cfg.seed, run)
+            inputs = protocol.run_inputs(cfg, layout, run, data_builder)
+            data, samples, skipped = inputs.data, inputs.samples, inputs.skipped
             progress.update(len(skipped) * len(model_names) * len(variants))
-            data_summary = _data_summary(data, len(held_out))
+            data_summary = _data_summary(data, inputs.n_held_out)
             campaigns = {i: [s.campaign(v.seed_size) for s in samples] for i, v in enumerate(variants)}
             model_runs: dict[int, dict[str, ModelRun]] = {i: {} for i in range(len(variants))}
             for members in groups.values():
