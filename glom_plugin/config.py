@@ -38,6 +38,11 @@ class DataConfig(_Section):
     id_salt_env: str = "GLOM_ID_SALT"
     # Fail the run when more than this fraction of rows is rejected.
     max_reject_ratio: float = 0.05
+    # A gzip that ends before its end-of-stream marker lost an unknown number of rows: "refuse" stops
+    # ingestion with the file and line; "keep" ingests the readable part (the cut is one reject).
+    truncated_gzip: Literal["refuse", "keep"] = "refuse"
+    # A line (or CSV record) longer than this is rejected, so one runaway line cannot exhaust memory.
+    max_line_bytes: int = Field(64 << 20, ge=1024)
     # Users/items with fewer interactions are dropped (counted, not silent) before graph building.
     min_user_interactions: int = 2
     min_item_interactions: int = 2

@@ -38,12 +38,15 @@ from glom_plugin.data.readers.base import DEFAULT_CHUNK_ROWS, RatingScale, RawCh
 from glom_plugin.data.rejects import (
     DUPLICATE,
     EMPTY_ID,
+    ID_NOT_SCALAR,
     MISSING_FIELD,
     RATING_NOT_NUMBER,
     RATING_OUT_OF_RANGE,
+    TIMESTAMP_OUT_OF_RANGE,
+    TRUNCATED_GZIP,
     RejectLog,
 )
-from glom_plugin.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
+from glom_plugin.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, MAX_TIMESTAMP_MS, USERS_SCHEMA
 from glom_plugin.layout import RunLayout
 
 MAX_KCORE_ROUNDS = 20
@@ -119,20 +122,29 @@ def resolve_source(cfg: GlomConfig, layout: RunLayout) -> tuple[str, Path]:
 # ------------------------------------------------------------------------------------------ validation
 
 
-def _ids(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
-    """(stripped string ids, missing mask, empty mask)."""
+def _ids(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+    """(stripped string ids, missing mask, empty mask, not-an-id mask). An id is a string or an integer;
+    a JSON list, object, boolean or fraction is not one (it would become an id like ``"[1, 2]"``)."""
     missing = values.isna().to_numpy()
-    text = values.where(~missing, "").astype(str).str.strip()
-    empty = (text == "").to_numpy() & ~missing
-    return text, missing, empty
+    not_scalar = values.map(lambda v: isinstance(v, bool) or not isinstance(v, (str, int, np.integer))).to_numpy()
+    not_scalar &= ~missing
+    text = values.where(~missing & ~not_scalar, "").astype(str).str.strip()
+    empty = (text == "").to_numpy() & ~missing & ~not_scalar
+    return text, missing, empty, not_scalar
+
+
+def _out_of_int64_range(values: pd.Series, bound: float) -> np.ndarray:
+    number = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    return ~np.isnan(number) & (np.abs(number) >= bound)
 
 
 def validate_chunk(chunk: RawChunk, scale: RatingScale, rejects: RejectLog) -> pd.DataFrame:
     """Rows of ``chunk`` that satisfy the interaction contract, with a float ``rating``; each other
     row becomes one reject naming file, line, field and reason (first failing check wins)."""
     frame = chunk.frame
-    users, user_missing, user_empty = _ids(frame["user_id"])
-    items, item_missing, item_empty = _ids(frame["item_id"])
+    users, user_missing, user_empty, user_not_id = _ids(frame["user_id"])
+    items, item_missing, item_empty, item_not_id = _ids(frame["item_id"])
+    bad_stamp = _out_of_int64_range(frame["timestamp_ms"], MAX_TIMESTAMP_MS)
     raw_rating = frame["rating"]
     rating_missing = raw_rating.isna().to_numpy()
     is_bool = raw_rating.map(lambda v: isinstance(v, bool)).to_numpy()
@@ -142,9 +154,12 @@ def validate_chunk(chunk: RawChunk, scale: RatingScale, rejects: RejectLog) -> p
 
     checks: list[tuple[np.ndarray, str, str, Any]] = [
         (user_missing, "user_id", MISSING_FIELD, lambda i: "no user id"),
+        (user_not_id, "user_id", ID_NOT_SCALAR, lambda i: f"a {type(frame['user_id'].iat[i]).__name__} is not an id"),
         (user_empty, "user_id", EMPTY_ID, lambda i: "user id is blank"),
         (item_missing, "item_id", MISSING_FIELD, lambda i: "no item id"),
+        (item_not_id, "item_id", ID_NOT_SCALAR, lambda i: f"a {type(frame['item_id'].iat[i]).__name__} is not an id"),
         (item_empty, "item_id", EMPTY_ID, lambda i: "item id is blank"),
+        (bad_stamp, "timestamp_ms", TIMESTAMP_OUT_OF_RANGE, lambda i: "beyond the year 2262 (not milliseconds?)"),
         (rating_missing, "rating", MISSING_FIELD, lambda i: "no rating"),
         # The offending value is described, not quoted: a shifted column could put a raw user id here.
         (not_number, "rating", RATING_NOT_NUMBER,
@@ -167,6 +182,9 @@ def validate_chunk(chunk: RawChunk, scale: RatingScale, rejects: RejectLog) -> p
     for column in ("review_title", "text"):
         col = out[column]
         out[column] = col.where(col.isna(), col.astype(str))
+    # An optional count beyond int64 is corrupt; it is dropped (null), the row is kept.
+    votes = out["helpful_votes"]
+    out["helpful_votes"] = votes.where(~_out_of_int64_range(votes, float(1 << 63)), None)
     return out
 
 
@@ -305,6 +323,11 @@ def _first_pass(
 def _check_rejects(cfg: GlomConfig, rejects: RejectLog, files: list[str], report: IngestReport, layout: RunLayout) -> None:
     report.rejects_by_reason = dict(rejects.by_reason)
     report.reject_ratio = report.rows_rejected / report.rows_read if report.rows_read else 0.0
+    if TRUNCATED_GZIP in rejects.first and cfg.data.truncated_gzip == "refuse":
+        raise IngestError(
+            f"{rejects.first[TRUNCATED_GZIP]}. How many rows are missing after the cut is unknown: "
+            "fetch the complete file, or set data.truncated_gzip=keep to ingest the readable part."
+        )
     if report.rows_read and report.reject_ratio > cfg.data.max_reject_ratio:
         firsts = "; ".join(rejects.first[r] for r in sorted(rejects.first) if r != DUPLICATE)
         raise IngestError(

@@ -24,6 +24,10 @@ RATING_OUT_OF_RANGE = "rating out of range"
 BAD_ENCODING = "bad encoding"
 TRUNCATED_GZIP = "truncated gzip"
 CORRUPT_GZIP = "corrupt gzip"
+LINE_TOO_LONG = "line too long"
+UNTERMINATED_QUOTE = "unterminated quote"
+ID_NOT_SCALAR = "id not a string"
+TIMESTAMP_OUT_OF_RANGE = "timestamp out of range"
 DUPLICATE = "duplicate"
 
 # Reasons that do not count towards ``max_reject_ratio``: exact duplicates are dropped and counted,
@@ -44,13 +48,19 @@ class RejectLog:
         self.errors_by_file: Counter[str] = Counter()
         self.first: dict[str, str] = {}
 
-    def add(self, file: str | Path, line: int | None, field: str | None, reason: str, detail: str = "") -> None:
+    def add(
+        self, file: str | Path, line: int | None, field: str | None, reason: str, detail: str = "", rows: int = 1
+    ) -> None:
+        """One reject record; ``rows`` > 1 when it stands for several rows that could not be read at all
+        (the unread rest of a corrupt gzip, ``readers/lines.py``), so they count against the reject ratio."""
         record = {"file": str(file), "line": line, "field": field, "reason": reason, "detail": detail}
+        if rows != 1:
+            record["rows"] = rows
         assert self._fh is not None, "reject log already closed"
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.by_reason[reason] += 1
+        self.by_reason[reason] += rows
         if reason not in NOT_ERRORS:
-            self.errors_by_file[str(file)] += 1
+            self.errors_by_file[str(file)] += rows
         self.first.setdefault(reason, describe(record))
 
     def add_many(self, file: str | Path, lines: list[int], field: str | None, reason: str, details: list[str]) -> None:

@@ -86,3 +86,6 @@ RELATION_LIKES = "likes"
 RELATION_DISLIKES = "dislikes"
 RELATION_SIMILAR = "similar"
 RELATIONS = (RELATION_INTERACTED, RELATION_LIKES, RELATION_DISLIKES, RELATION_SIMILAR)
+
+# pandas datetimes end in 2262 (int64 nanoseconds): a millisecond stamp beyond that is corrupt, not a date.
+MAX_TIMESTAMP_MS = (1 << 63) // 1_000_000

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from glom_plugin.config import GlomConfig
+from glom_plugin.data.schema import MAX_TIMESTAMP_MS
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.layout import RunLayout
 from glom_plugin.storage import write_json, write_parquet
@@ -177,15 +178,19 @@ def _embedding_cache(cache_dir: Path) -> Path:
 def _last_event(interactions: pd.DataFrame, key: str, ids: list[str], fallback: pd.Timestamp) -> pd.Series:
     """Feast event_timestamp: when the evidence behind a profile ends (the entity's last interaction);
     the stage's build time where the data has no timestamps."""
+    stamps = pd.Series(pd.NaT, index=ids, dtype="datetime64[ns, UTC]")
     if "timestamp_ms" in interactions.columns:
         last = (
             pd.to_numeric(interactions["timestamp_ms"], errors="coerce")
             .groupby(interactions[key].astype(str))
             .max()
+            .reindex(ids)
         )
-        stamps = pd.to_datetime(last.reindex(ids), unit="ms", utc=True)
-    else:
-        stamps = pd.Series(pd.NaT, index=ids, dtype="datetime64[ns, UTC]")
+        # Integer milliseconds inside pandas' datetime range only: the float path of pd.to_datetime
+        # multiplies under np.errstate(over="raise") and crashed on ratings files without timestamps.
+        usable = last.notna() & (last.abs() < MAX_TIMESTAMP_MS)
+        if usable.any():
+            stamps[usable.to_numpy()] = pd.to_datetime(last[usable].astype("int64"), unit="ms", utc=True).to_numpy()
     return stamps.fillna(fallback).reset_index(drop=True)
 
 

@@ -15,18 +15,23 @@ import pytest
 from glom_plugin.config import GlomConfig
 from glom_plugin.data.dedup import DigestSet
 from glom_plugin.data.hashing import hash_ids_file, hash_user_id, hash_user_ids
-from glom_plugin.data.ingest import IngestError, run_ingest
+from glom_plugin.data.ingest import IngestError, IngestReport, run_ingest
 from glom_plugin.data.readers import READER_REGISTRY, reader_class
 from glom_plugin.data.rejects import (
     BAD_ENCODING,
+    CORRUPT_GZIP,
     DUPLICATE,
     EMPTY_ID,
+    ID_NOT_SCALAR,
+    LINE_TOO_LONG,
     MALFORMED_JSON,
     MALFORMED_ROW,
     MISSING_FIELD,
     RATING_NOT_NUMBER,
     RATING_OUT_OF_RANGE,
+    TIMESTAMP_OUT_OF_RANGE,
     TRUNCATED_GZIP,
+    UNTERMINATED_QUOTE,
 )
 from glom_plugin.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
 from glom_plugin.layout import RunLayout
@@ -157,23 +162,52 @@ def test_each_bad_row_becomes_its_reject(tmp_path: Path, label: str, bad_line: b
     assert "RAWUSER" not in _all_output_text(layout)
 
 
-def test_truncated_gzip_keeps_complete_lines(tmp_path: Path) -> None:
+def test_truncated_gzip_is_refused_unless_kept(tmp_path: Path) -> None:
     lines = records_to_lines(good_reviews(40, 5))
     full = gzip.compress(b"".join(line + b"\n" for line in lines))
     source = tmp_path / "reviews.jsonl.gz"
     source.write_bytes(full[: len(full) * 2 // 3])
     layout = RunLayout.at(tmp_path / "run")
-    report = run_ingest(config(source), layout, echo=lambda _: None)
+    # What follows the cut was never on disk: the loss is unknown, so the default refuses the file.
+    with pytest.raises(IngestError, match=rf"{source}:\d+: truncated gzip .*data.truncated_gzip=keep"):
+        run_ingest(config(source), layout, echo=lambda _: None)
+    assert not layout.interactions.exists()
 
+    report = run_ingest(config(source, **{"data.truncated_gzip": "keep"}), layout, echo=lambda _: None)
     [reject] = rejects_of(layout)
     kept = report.n_interactions
     assert 0 < kept < len(lines)
     assert reject["reason"] == TRUNCATED_GZIP and reject["line"] == kept + 1
-    assert f"truncated gzip at line {kept + 1}" in reject["detail"]
+    assert f"kept the {kept} complete lines before it" in reject["detail"]
     # The kept rows are exactly the file's first complete lines.
     got = pq.read_table(layout.interactions).to_pandas()
     expected = {(hash_user_id(r["user_id"], SALT), r["parent_asin"]) for r in good_reviews(40, 5)[:kept]}
     assert set(zip(got.user_id, got.item_id, strict=True)) == expected
+
+
+def test_corrupt_gzip_keeps_the_readable_half_and_counts_the_lost_rows(tmp_path: Path) -> None:
+    """Found 1: the damage used to cost every line of the 1 MB block it sat in ("kept the 0 lines") and
+    counted as one reject; now the lines before it are kept and the unread bytes weigh as rows."""
+    import random
+
+    rng = random.Random(3)
+    # incompressible text, so compressed bytes track rows evenly
+    records = [review(f"RAWUSER{u:03d}", f"ITEM{i}", text="".join(rng.choice("abcdefghij") for _ in range(300)))
+               for u in range(50) for i in range(10)]
+    full = bytearray(gzip.compress(b"".join(line + b"\n" for line in records_to_lines(records))))
+    middle = len(full) // 2
+    full[middle : middle + 64] = b"\xff" * 64  # an invalid deflate block in the middle of the stream
+    source = tmp_path / "reviews.jsonl.gz"
+    source.write_bytes(bytes(full))
+    layout = RunLayout.at(tmp_path / "run")
+    with pytest.raises(IngestError, match="corrupt gzip"):
+        run_ingest(config(source), layout, echo=lambda _: None)
+    report = run_ingest(config(source, **{"data.max_reject_ratio": 0.9}), layout, echo=lambda _: None)
+    [corrupt] = [r for r in rejects_of(layout) if r["reason"] == CORRUPT_GZIP]
+    assert report.rows_accepted > 0.3 * len(records)  # the first half was readable and is kept
+    assert corrupt["rows"] > 0.25 * len(records)  # ... and the unread half counts as lost rows
+    assert report.rows_read == report.rows_accepted + report.rows_rejected + report.duplicates
+    assert abs(report.rows_read - len(records)) < 0.25 * len(records)
 
 
 def test_reject_ratio_failure_names_file_line_field_and_writes_nothing_else(tmp_path: Path) -> None:
@@ -393,3 +427,70 @@ def test_digest_set_keeps_first_occurrence_across_calls() -> None:
     for start in range(0, 1001, 7):  # 143 runs of 7, merged as they come
         seen.add_new(np.arange(start, start + 7, dtype=np.uint64) + 100)
     assert len(seen) == 4 + 1001 and not seen.add_new(np.array([100, 1100], dtype=np.uint64)).any()  # 100..1100
+
+
+def _generic_csv(tmp_path: Path, body: str, **overrides: object) -> tuple[IngestReport, RunLayout]:
+    source = tmp_path / "ratings.csv"
+    source.write_text("user,item,stars,text\n" + body)
+    values = {"data.column_map": {"user_id": "user", "item_id": "item", "rating": "stars", "text": "text"},
+              "data.rating_min": 1, "data.rating_max": 5, "data.max_reject_ratio": 0.5, **overrides}
+    layout = RunLayout.at(tmp_path / "run")
+    return run_ingest(config(source, "generic", **values), layout, echo=lambda _: None), layout
+
+
+def _rows(n: int, start: int = 0) -> str:
+    return "".join(f"RAWUSER{u % 7},ITEM{u % 5},{1 + u % 5},fine\n" for u in range(start, start + n))
+
+
+def test_csv_quoted_field_spanning_lines_is_one_row(tmp_path: Path) -> None:
+    """Found 2: a multi-line quoted text field used to kill ingest with a bare zip() error."""
+    body = _rows(10) + 'RAWUSER9,ITEM9,5,"first line\nsecond, line\n""third"""\n' + _rows(10, 10)
+    report, layout = _generic_csv(tmp_path, body)
+    assert report.rows_read == 21 and report.rows_rejected == 0
+    df = pq.read_table(layout.interactions).to_pandas()
+    assert 'first line\nsecond, line\n"third"' in set(df.text)
+
+
+def test_csv_stray_quote_rejects_its_line_and_keeps_the_rest(tmp_path: Path) -> None:
+    body = _rows(500) + '"RAWUSER1,ITEM1,3,fine\n' + _rows(499, 501)
+    report, layout = _generic_csv(tmp_path, body)
+    [reject] = [r for r in rejects_of(layout) if r["reason"] != DUPLICATE]
+    assert reject["reason"] == UNTERMINATED_QUOTE and reject["line"] == 502  # header is line 1
+    assert report.rows_read == 1000 and report.rows_rejected == 1
+    assert report.rows_accepted + report.duplicates == 999
+
+
+def test_csv_five_megabyte_field_is_read_and_an_overlong_one_rejected(tmp_path: Path) -> None:
+    big = "x" * 5_000_000
+    report, layout = _generic_csv(tmp_path, _rows(10) + f"RAWUSER3,ITEM3,4,{big}\n" + _rows(10, 10))
+    assert report.rows_rejected == 0 and report.rows_read == 21
+    assert big in set(pq.read_table(layout.interactions).to_pandas().text)
+    report, layout = _generic_csv(tmp_path, _rows(10) + f"RAWUSER3,ITEM3,4,{big}\n" + _rows(10, 10),
+                                  **{"data.max_line_bytes": 1_000_000})
+    [reject] = [r for r in rejects_of(layout) if r["reason"] != DUPLICATE]
+    assert reject["reason"] == LINE_TOO_LONG and reject["line"] == 12 and report.rows_read == 21
+
+
+@pytest.mark.parametrize("value", [[1, 2], {"id": 1}, True, 1.5])
+def test_json_ids_that_are_not_strings_are_rejected(tmp_path: Path, value: object) -> None:
+    """Found 7: a list, object, boolean or fraction used to become a user id like "[1, 2]"."""
+    lines = records_to_lines(good_reviews(4, 3)) + [json.dumps(review(value, "ITEM0")).encode()]
+    layout = RunLayout.at(tmp_path / "run")
+    report = run_ingest(config(write_lines(tmp_path / "r.jsonl", lines), **{"data.max_reject_ratio": 0.5}),
+                        layout, echo=lambda _: None)
+    [reject] = rejects_of(layout)
+    assert (reject["line"], reject["field"], reject["reason"]) == (13, "user_id", ID_NOT_SCALAR)
+    assert report.rows_read == 13 and report.n_interactions == 12
+
+
+def test_integer_ids_and_timestamps_beyond_2262(tmp_path: Path) -> None:
+    lines = records_to_lines(good_reviews(4, 3))
+    lines.append(json.dumps(review(12345, "ITEM0")).encode())  # an integer id is an id
+    lines.append(json.dumps(review("RAWUSER999", "ITEM1", ts=17_000_000_004_000_000_000)).encode())
+    layout = RunLayout.at(tmp_path / "run")
+    report = run_ingest(config(write_lines(tmp_path / "r.jsonl", lines), **{"data.max_reject_ratio": 0.5}),
+                        layout, echo=lambda _: None)
+    [reject] = rejects_of(layout)
+    assert (reject["line"], reject["field"], reject["reason"]) == (14, "timestamp_ms", TIMESTAMP_OUT_OF_RANGE)
+    assert hash_user_id("12345", SALT) in set(pq.read_table(layout.users)["user_id"].to_pylist())
+    assert report.rows_read == 14

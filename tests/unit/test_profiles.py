@@ -337,3 +337,24 @@ def test_attach_profile_embeddings_aligns_and_respects_ablation(tmp_path: Path) 
     train = _interactions().query("not (user_id == 'u1' and item_id == 'mega')")
     rebuilt = attach_profile_embeddings(data, train, _items(), _cfg(), layout)
     assert not np.allclose(rebuilt.user_profile_embeddings[1], on.user_profile_embeddings[1])
+
+
+def test_profile_event_time_survives_missing_and_impossible_timestamps() -> None:
+    """Found 8: a ratings file without timestamps crashed `glom profiles` in pd.to_datetime's float path
+    (it multiplies under np.errstate(over="raise")); stamps are now converted as integers in range."""
+    import numpy as np
+
+    from glom_plugin.text.profiles import _last_event
+
+    fallback = pd.Timestamp("2026-01-01", tz="UTC")
+    interactions = pd.DataFrame({
+        "user_id": ["a", "a", "b", "c", "d"],
+        "timestamp_ms": [1_700_000_000_000, 1_700_000_500_000, None, 1.4e15, None],
+    })
+    with np.errstate(all="raise"):
+        stamps = _last_event(interactions, "user_id", ["a", "b", "c", "d", "never-seen"], fallback)
+    assert stamps[0] == pd.Timestamp(1_700_000_500_000, unit="ms", tz="UTC")
+    assert list(stamps[1:]) == [fallback] * 4  # null, beyond 2262, null, unknown id: the build time
+    nothing = pd.DataFrame({"user_id": ["a", "b"], "timestamp_ms": pd.array([None, None], dtype="Int64")})
+    with np.errstate(all="raise"):
+        assert list(_last_event(nothing, "user_id", ["a", "b"], fallback)) == [fallback, fallback]

@@ -29,7 +29,7 @@ from glom_plugin.data.readers.base import (
     join_text,
     parse_price,
 )
-from glom_plugin.data.readers.lines import iter_lines
+from glom_plugin.data.readers.lines import MAX_LINE_BYTES, iter_lines
 from glom_plugin.data.rejects import MALFORMED_JSON, MISSING_FIELD, RejectLog
 
 Parser = Callable[[str], Any]
@@ -43,9 +43,11 @@ def _python_literal(text: str) -> Any:
     return ast.literal_eval(text)
 
 
-def iter_records(path: Path, parse: Parser, rejects: RejectLog) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_records(
+    path: Path, parse: Parser, rejects: RejectLog, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line, record)`` for each line that decodes and parses to a dict; the rest become rejects."""
-    for line_no, raw in iter_lines(path, rejects):
+    for line_no, raw in iter_lines(path, rejects, max_line_bytes):
         if not raw.strip():
             continue
         text = decode_line(raw, path, line_no, rejects)
@@ -108,7 +110,7 @@ class _JsonLinesReader(Reader):
         for path in self.interaction_files():
             rows: list[tuple[Any, ...]] = []
             lines: list[int] = []
-            for line_no, record in iter_records(path, type(self).parse, self.rejects):
+            for line_no, record in iter_records(path, type(self).parse, self.rejects, self.cfg.max_line_bytes):
                 rows.append(self.review_row(record))
                 lines.append(line_no)
                 if len(lines) >= self.chunk_rows:
@@ -123,7 +125,7 @@ class _JsonLinesReader(Reader):
             return
         rows: dict[str, list[Any]] = {}
         n = 0
-        for line_no, record in iter_records(path, type(self).meta_parse, self.rejects):
+        for line_no, record in iter_records(path, type(self).meta_parse, self.rejects, self.cfg.max_line_bytes):
             item_id = _text(record.get(self.item_key))
             if item_id is None:
                 self.rejects.add(path, line_no, self.item_key, MISSING_FIELD, "item metadata without an item id")

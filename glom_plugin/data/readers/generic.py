@@ -112,7 +112,9 @@ class GenericReader(Reader):
                 offset += n
             return
         delimiter = "\t" if ".tsv" in path.name.lower() else ","
-        for chunk in delimited_chunks(path, delimiter, self.rejects, self.chunk_rows, tuple(wanted.values())):
+        for chunk in delimited_chunks(
+            path, delimiter, self.rejects, self.chunk_rows, tuple(wanted.values()), self.cfg.max_line_bytes
+        ):
             yield chunk.lines, {key: chunk.column(col) for key, col in wanted.items()}
 
     def interaction_chunks(self) -> Iterator[RawChunk]:
