@@ -4,9 +4,12 @@ similarity threshold T and/or the top k, never return a seed.
 sim(u, S) aggregates cosine similarities over the seeds (``glom_plugin.expand.aggregation``): ``max``
 (Yahoo Eq. 3), ``mean`` (similarity to the seed centroid) or ``probabilistic`` (Yahoo Eq. 4).
 
-Up to ``EXACT_MAX_USERS`` users every user is scored exactly. Above that, candidates come from the ANN
-index (``glom_plugin.expand.index``: the seed centroid's and each seed's nearest neighbours) and are
-re-scored exactly, so the scores are exact and only the candidate set is approximate.
+Without an index (up to ``EXACT_MAX_USERS`` users) every user is scored. With one, each aggregation asks
+the index only for the users that can rank (``glom_plugin.expand.candidates``: one centroid search for
+mean; the centroid and every seed for max / probabilistic), and those candidates are re-scored exactly,
+so every returned score is exact. On an exact (flat) index the candidates come with a proof that they
+hold the whole top k; when the proof fails the expander scores every user, so the ranking is always
+brute force's. On an approximate index (IVF, HNSW) only the candidate set is approximate.
 
 Seed ids the model does not know are reported (``unknown_seeds``), not fatal; when none is known the
 call fails with a clear error.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -24,32 +28,52 @@ import pandas as pd
 from glom_plugin.config import ExpandConfig, GlomConfig
 from glom_plugin.expand.aggregation import aggregate_similarity, l2_normalize
 from glom_plugin.expand.calibration import seed_calibrated_threshold
-from glom_plugin.expand.index import UserIndex, build_index, search
+from glom_plugin.expand.candidates import CANDIDATE_SEARCHES, complete
+from glom_plugin.expand.explain import Explanations, SharedItems, explain_lookalikes
+from glom_plugin.expand.index import UserIndex, build_index
+from glom_plugin.expand.topk import top_k_order
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
 
 EXACT_MAX_USERS = 500_000
-# ANN candidates per request: this many times the number of lookalikes asked for.
-CANDIDATE_FACTOR = 4
-EXPLAIN_SEEDS = 3
-EXPLAIN_ITEMS = 5
+# Extra neighbours per search beyond k + |S|, so faiss's and numpy's last-bit rounding never decides
+# who makes the top k.
+SEARCH_MARGIN = 16
+# A search asking for more than this share of all users costs more than scoring every user.
+SEARCH_MAX_SHARE = 0.25
 
 
 @dataclass
 class ExpansionResult:
-    """``lookalikes``: columns user_id, score, rank (1 = most alike), best first; with ``explain``, also
-    nearest_seeds (list of seed ids), nearest_seed_scores (list of cosines) and shared_items (list, when
-    item interactions were given)."""
+    """The ranked lookalikes as arrays (``rows``, ``user_ids``, ``scores``: best first) and, built on
+    first use, as the ``lookalikes`` table: columns user_id, score, rank (1 = most alike); with
+    ``explain``, also nearest_seeds, nearest_seed_scores and shared_items (when item interactions were
+    given)."""
 
-    lookalikes: pd.DataFrame
+    rows: np.ndarray
+    user_ids: np.ndarray
+    scores: np.ndarray
     seeds_used: list[str]
     unknown_seeds: list[str]
     aggregation: str
     threshold: float | None
     k: int | None
-    candidate_source: str  # "exact" or the ANN index kind
+    candidate_source: str  # "exact" (every user scored) or the index kind the candidates came from
     model_name: str = ""
+    explanations: Explanations | None = None
     stats: dict = field(default_factory=dict)
+
+    @cached_property
+    def lookalikes(self) -> pd.DataFrame:
+        table = pd.DataFrame(
+            {"user_id": self.user_ids, "score": self.scores.astype(np.float32), "rank": np.arange(1, len(self.rows) + 1)}
+        )
+        if self.explanations is not None:
+            table["nearest_seeds"] = pd.Series(self.explanations.nearest_seeds, dtype=object)
+            table["nearest_seed_scores"] = pd.Series(self.explanations.nearest_seed_scores, dtype=object)
+            if self.explanations.shared_items is not None:
+                table["shared_items"] = pd.Series(self.explanations.shared_items, dtype=object)
+        return table
 
     def summary(self) -> dict:
         return {
@@ -57,7 +81,7 @@ class ExpansionResult:
             "n_seeds_given": len(self.seeds_used) + len(self.unknown_seeds),
             "n_seeds_used": len(self.seeds_used),
             "unknown_seeds": self.unknown_seeds,
-            "n_lookalikes": int(len(self.lookalikes)),
+            "n_lookalikes": int(len(self.rows)),
             "aggregation": self.aggregation,
             "threshold": self.threshold,
             "k": self.k,
@@ -87,6 +111,61 @@ def resolve_seeds(model: TrainedModel, seed_ids: list[str]) -> tuple[np.ndarray,
     return np.asarray(known_rows, dtype=np.int64), known, unknown
 
 
+def calibrated_threshold(embeddings: np.ndarray, seed_rows: np.ndarray, cfg: ExpandConfig) -> float | None:
+    """T: ``cfg.threshold`` when set, else calibrated on held-out seeds when ``cfg.seed_recall`` is set
+    (each fold scores only its held-out seeds against the rest: O(|S|^2), never every user)."""
+    if cfg.threshold is not None or cfg.seed_recall is None:
+        return cfg.threshold
+    return seed_calibrated_threshold(
+        seed_rows,
+        lambda rest, held: aggregate_similarity(embeddings[held], embeddings[rest], cfg.aggregation),
+        cfg.seed_recall,
+    )
+
+
+def _select(rows: np.ndarray, scores: np.ndarray, k: int | None, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Keep score >= T, then the top k (brute force's order: best first, ties by lower row)."""
+    if threshold is not None:
+        keep = scores >= threshold
+        rows, scores = rows[keep], scores[keep]
+    order = top_k_order(scores, k)
+    return rows[order], scores[order]
+
+
+def score_every_user(
+    embeddings: np.ndarray, seed_rows: np.ndarray, aggregation: str, k: int | None, threshold: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force: sim(u, S) for every non-seed user, then T and the top k."""
+    scores = aggregate_similarity(embeddings, embeddings[seed_rows], aggregation)
+    others = np.ones(len(embeddings), dtype=bool)
+    others[seed_rows] = False
+    return _select(np.flatnonzero(others), scores[others], k, threshold)
+
+
+def rank_with_index(
+    embeddings: np.ndarray,
+    index: UserIndex,
+    seed_rows: np.ndarray,
+    aggregation: str,
+    k: int | None,
+    threshold: float | None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(rows, scores, source): the aggregation's candidate searches, exact re-scoring of the candidates,
+    and on an exact index the proof that nothing outside them ranks (else every user is scored)."""
+    budget = (k or 0) + len(seed_rows) + SEARCH_MARGIN
+    if not k or budget > SEARCH_MAX_SHARE * index.n_users:
+        return (*score_every_user(embeddings, seed_rows, aggregation, k, threshold), "exact")
+    seed_vectors = embeddings[seed_rows]
+    seed_units = l2_normalize(seed_vectors)
+    centroid = l2_normalize(seed_units.mean(axis=0, keepdims=True))[0]
+    found = CANDIDATE_SEARCHES[aggregation](index, seed_units, centroid, budget)
+    rows = found.rows[~np.isin(found.rows, seed_rows)]  # seeds are never lookalikes
+    rows, scores = _select(rows, aggregate_similarity(embeddings[rows], seed_vectors, aggregation), k, threshold)
+    if index.exact and not complete(found.outside_bound, scores, k, threshold):
+        return (*score_every_user(embeddings, seed_rows, aggregation, k, threshold), "exact")
+    return rows, scores, index.kind
+
+
 def expand_audience(
     model: TrainedModel,
     seed_ids: list[str],
@@ -94,15 +173,15 @@ def expand_audience(
     k: int | None = None,
     explain: bool = False,
     index: UserIndex | None = None,
-    interactions: pd.DataFrame | None = None,
+    interactions: pd.DataFrame | SharedItems | None = None,
 ) -> ExpansionResult:
     """Rank non-seed users by sim(u, S); keep score >= T and the top ``k`` (``cfg.top_k`` when k is None;
     k=0 with a threshold means "every user above T"). T is ``cfg.threshold`` when set, else calibrated on
     the held-out seeds when ``cfg.seed_recall`` is set (``expand/calibration.py``), else there is none.
 
-    ``index``: a prebuilt ANN index over ``model.user_embeddings`` (built on demand for large models).
-    ``interactions``: optional user_id/item_id table; with ``explain`` it adds each lookalike's items
-    shared with its nearest seeds.
+    ``index``: a prebuilt index over ``model.user_embeddings`` (built on demand above ``EXACT_MAX_USERS``).
+    ``interactions``: optional user_id/item_id table (or its prebuilt ``SharedItems``); with ``explain``
+    it adds each lookalike's items shared with its nearest seeds.
     """
     if len(seed_ids) == 0:
         raise ValueError("the seed list is empty")
@@ -113,44 +192,21 @@ def expand_audience(
         raise ValueError("k=0 means 'no top-k cut' and needs expand.threshold or expand.seed_recall to be set")
     seed_rows, seeds_used, unknown = resolve_seeds(model, seed_ids)
     embeddings = model.user_embeddings
-    seed_vectors = embeddings[seed_rows]
-
+    threshold = calibrated_threshold(embeddings, seed_rows, cfg)
     if index is None and model.n_users <= EXACT_MAX_USERS:
-        candidates = np.arange(model.n_users)
+        rows, scores = score_every_user(embeddings, seed_rows, cfg.aggregation, top_k or None, threshold)
         source = "exact"
     else:
         index = index or build_index(embeddings)
-        wanted = (top_k or model.n_users) + len(seed_rows)
-        candidates = _ann_candidates(index, seed_vectors, CANDIDATE_FACTOR * wanted)
-        source = index.kind
-    candidates = candidates[~np.isin(candidates, seed_rows)]  # seeds are never lookalikes
-    scores = aggregate_similarity(embeddings[candidates], seed_vectors, cfg.aggregation)
-
-    threshold = cfg.threshold
-    if threshold is None and cfg.seed_recall is not None:
-        # T from the seed list itself: the score that a seed_recall share of held-out seeds reach
-        threshold = seed_calibrated_threshold(
-            seed_rows,
-            lambda rest, held: aggregate_similarity(embeddings[held], embeddings[rest], cfg.aggregation),
-            cfg.seed_recall,
-        )
-    keep = np.ones(len(candidates), dtype=bool) if threshold is None else scores >= threshold
-    candidates, scores = candidates[keep], scores[keep]
-    order = np.argsort(-scores, kind="stable")
-    if top_k:
-        order = order[:top_k]
-    rows, scores = candidates[order], scores[order]
-    lookalikes = pd.DataFrame(
-        {
-            "user_id": model.user_ids[rows],
-            "score": scores.astype(np.float32),
-            "rank": np.arange(1, len(rows) + 1),
-        }
-    )
+        rows, scores, source = rank_with_index(embeddings, index, seed_rows, cfg.aggregation, top_k or None, threshold)
+    explanations = None
     if explain:
-        lookalikes = _explain(lookalikes, rows, model, seed_rows, interactions)
+        items = SharedItems.from_interactions(interactions) if isinstance(interactions, pd.DataFrame) else interactions
+        explanations = explain_lookalikes(embeddings, model.user_ids, rows, seed_rows, items)
     return ExpansionResult(
-        lookalikes=lookalikes,
+        rows=rows,
+        user_ids=model.user_ids[rows],
+        scores=scores.astype(np.float32),
         seeds_used=seeds_used,
         unknown_seeds=unknown,
         aggregation=cfg.aggregation,
@@ -158,48 +214,8 @@ def expand_audience(
         k=top_k or None,
         candidate_source=source,
         model_name=model.model_name,
+        explanations=explanations,
     )
-
-
-def _ann_candidates(index: UserIndex, seed_vectors: np.ndarray, budget: int) -> np.ndarray:
-    """Union of the centroid's nearest users and each seed's nearest users (the share of the budget)."""
-    centroid = l2_normalize(l2_normalize(seed_vectors).mean(axis=0, keepdims=True))
-    _, near_centroid = search(index, centroid, budget)
-    per_seed = max(budget // max(len(seed_vectors), 1), 10)
-    _, near_seeds = search(index, seed_vectors, per_seed)
-    found = np.concatenate([near_centroid.ravel(), near_seeds.ravel()])
-    return np.unique(found[found >= 0])
-
-
-def _explain(
-    lookalikes: pd.DataFrame,
-    rows: np.ndarray,
-    model: TrainedModel,
-    seed_rows: np.ndarray,
-    interactions: pd.DataFrame | None,
-) -> pd.DataFrame:
-    """Why each lookalike was chosen: its most similar seeds (cosine) and, given interactions, the items
-    it shares with them."""
-    out = lookalikes.copy()
-    if len(rows) == 0:
-        out["nearest_seeds"] = pd.Series(dtype=object)
-        out["nearest_seed_scores"] = pd.Series(dtype=object)
-        return out
-    sims = l2_normalize(model.user_embeddings[rows]) @ l2_normalize(model.user_embeddings[seed_rows]).T
-    n = min(EXPLAIN_SEEDS, len(seed_rows))
-    nearest = np.argsort(-sims, axis=1)[:, :n]
-    seed_ids = model.user_ids[seed_rows]
-    out["nearest_seeds"] = [seed_ids[row].tolist() for row in nearest]
-    out["nearest_seed_scores"] = [np.round(sims[i, row], 4).tolist() for i, row in enumerate(nearest)]
-    if interactions is not None:
-        items_of = interactions.groupby("user_id")["item_id"].agg(lambda s: set(s.astype(str)))
-        shared = []
-        for user, seeds in zip(out["user_id"], out["nearest_seeds"], strict=True):
-            mine = items_of.get(user, set())
-            theirs = set().union(*(items_of.get(s, set()) for s in seeds))
-            shared.append(sorted(mine & theirs)[:EXPLAIN_ITEMS])
-        out["shared_items"] = shared
-    return out
 
 
 # --- stage -----------------------------------------------------------------------------------------------

@@ -33,6 +33,11 @@ class UserIndex:
     n_users: int
     dim: int
 
+    @property
+    def exact(self) -> bool:
+        """Whether a search returns the true nearest users (flat), so its lists bound everyone else."""
+        return self.kind == "flat"
+
 
 def choose_kind(n_users: int) -> str:
     if n_users <= FLAT_MAX_USERS:

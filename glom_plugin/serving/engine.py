@@ -20,6 +20,7 @@ import pandas as pd
 
 from glom_plugin.config import GlomConfig, load_config
 from glom_plugin.expand.expander import ExpansionResult, expand_audience
+from glom_plugin.expand.explain import SharedItems
 from glom_plugin.expand.index import UserIndex, build_index
 from glom_plugin.models.artifact import TrainedModel
 from glom_plugin.serving.schemas import ExpandRequest, ExpandResponse, HealthResponse, Lookalike, ModelInfo
@@ -95,6 +96,8 @@ class ExpansionEngine:
         self.uri = uri
         self.provenance = provenance or {}
         self.interactions = interactions
+        # built once: an explained request then costs O(lookalikes), not a groupby over every interaction
+        self.shared_items = SharedItems.from_interactions(interactions) if interactions is not None else None
         start = time.perf_counter()
         self.index: UserIndex = index or build_index(self.model.user_embeddings, kind=cfg.serving.index_kind, seed=cfg.seed)
         self.index_build_seconds = time.perf_counter() - start
@@ -147,20 +150,20 @@ class ExpansionEngine:
         return expand_cfg, k
 
     def _response(self, request: ExpandRequest, result: ExpansionResult) -> ExpandResponse:
-        frame = result.lookalikes
-        records = frame.to_dict("records")
+        """Straight from the result's arrays: one ``Lookalike`` per row, no table in between."""
+        ids = result.user_ids.tolist()
+        scores = result.scores.tolist()
+        why = result.explanations
         lookalikes = [
-            Lookalike(
-                user_id=str(r["user_id"]),
-                score=float(r["score"]),
-                rank=int(r["rank"]),
-                nearest_seeds=r.get("nearest_seeds"),
-                nearest_seed_scores=(
-                    None if r.get("nearest_seed_scores") is None else [round(float(x), 4) for x in r["nearest_seed_scores"]]
-                ),
-                shared_items=r.get("shared_items"),
+            Lookalike.model_construct(
+                user_id=user,
+                score=score,
+                rank=rank,
+                nearest_seeds=why.nearest_seeds[i] if why else None,
+                nearest_seed_scores=why.nearest_seed_scores[i] if why else None,
+                shared_items=why.shared_items[i] if why and why.shared_items is not None else None,
             )
-            for r in records
+            for i, (user, score, rank) in enumerate(zip(ids, scores, range(1, len(ids) + 1), strict=True))
         ]
         return ExpandResponse(
             campaign=request.campaign,
@@ -187,7 +190,7 @@ class ExpansionEngine:
                 k=k,
                 explain=request.explain,
                 index=self.index,
-                interactions=self.interactions if request.explain else None,
+                interactions=self.shared_items if request.explain else None,
             )
         except ValueError as err:  # no known seed, k/threshold combination
             raise InvalidRequest(str(err)) from err
