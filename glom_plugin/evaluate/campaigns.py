@@ -13,6 +13,12 @@ Candidates are the positives plus sampled non-purchasers at ``negative_ratio`` n
 non-purchasers at seed:non-seed = 1:10, disjoint from the candidates so that no test user is a training
 negative. Seeds are never candidates.
 
+With ``candidates="all"`` (``evaluate.candidates``, the realistic protocol) a campaign instead ranks
+every active non-seed-pool user, as a real campaign ranks the whole population: the positives are hidden
+among all of them and the metrics are over that whole ranking. Its non-seeds are then sampled from the
+same population without looking at labels (an advertiser cannot know who the hidden audience is), so a
+hidden purchaser can be a training negative, exactly as in production.
+
 Randomness: the task list depends on ``cfg.seed`` only (the same items in every run, as in the paper's
 fixed task set); splits and samples depend on ``(cfg.seed, run, task number)``, so every model of a run
 sees the same campaigns and each run sees different ones.
@@ -180,6 +186,7 @@ def sample_task(
     active_users: np.ndarray,
     negative_ratio: int,
     rng: np.random.Generator,
+    candidates: str = "sampled",
 ) -> TaskSample:
     """Map a split onto the training graph's user indices and draw negatives and non-seeds.
 
@@ -191,9 +198,13 @@ def sample_task(
     purchasers of *other* tasks are eligible: they did not buy this one). When there are fewer such users
     than both 1:10 sets need, the pool is shared in proportion and the shortfall is counted in ``notes``
     (``negatives_short``, ``non_seeds_short``). Raises when a task has no usable seed, positive or negative.
+
+    ``candidates="all"``: every active user outside the seed pool is a candidate (``_sample_population``).
     """
     if negative_ratio < 1:
         raise ValueError("evaluate.negative_ratio must be >= 1")
+    if candidates not in CANDIDATE_MODES:
+        raise ValueError(f"unknown evaluate.candidates {candidates!r}; choose one of {CANDIDATE_MODES}")
     item_id = split.task.item_id
 
     def active(ids: np.ndarray) -> np.ndarray:
@@ -209,6 +220,8 @@ def sample_task(
     }
     if len(seed_idx) == 0 or len(pos_idx) == 0:
         raise ValueError(f"task {item_id!r}: no seed or no positive has an edge left in the training graph")
+    if candidates == "all":
+        return _sample_population(split, seed_idx, pos_idx, active_users, item_index, negative_ratio, rng, notes)
     pool = np.setdiff1d(active_users, bought, assume_unique=True)
     if len(pool) == 0:
         raise ValueError(f"task {item_id!r}: every user interacted with the item; no negatives to sample")
@@ -239,6 +252,40 @@ def sample_task(
     )
 
 
+CANDIDATE_MODES: tuple[str, ...] = ("sampled", "all")
+
+
+def _sample_population(
+    split: TaskSplit,
+    seed_idx: np.ndarray,
+    pos_idx: np.ndarray,
+    active_users: np.ndarray,
+    item_index: Mapping[str, int],
+    negative_ratio: int,
+    rng: np.random.Generator,
+    notes: dict[str, int],
+) -> TaskSample:
+    """The realistic campaign: candidates = every active user outside the seed pool (labels: bought the
+    item, held out), non-seeds = a label-blind sample of that same population at ``negative_ratio`` x."""
+    population = np.setdiff1d(active_users, seed_idx, assume_unique=True)
+    labels = np.isin(population, pos_idx, assume_unique=True)
+    if labels.all():
+        raise ValueError(f"task {split.task.item_id!r}: every non-seed user bought the item; no negatives")
+    non_seed_order = rng.permutation(population)
+    notes["negatives_short"] = 0
+    notes["non_seeds_short"] = max(negative_ratio * len(seed_idx) - len(non_seed_order), 0)
+    return TaskSample(
+        split=split,
+        item_idx=item_index.get(split.task.item_id),
+        seed_pool_idx=seed_idx,
+        candidates=population,
+        labels=labels,
+        non_seed_order=non_seed_order,
+        negative_ratio=negative_ratio,
+        notes=notes,
+    )
+
+
 def sample_tasks(
     splits: Sequence[TaskSplit],
     purchasers: Mapping[str, np.ndarray],
@@ -246,8 +293,11 @@ def sample_tasks(
     negative_ratio: int,
     seed: int,
     run: int,
+    candidates: str = "sampled",
 ) -> tuple[list[TaskSample], list[dict[str, str]]]:
     """Samples of every task that can be evaluated in this run, and the tasks that cannot (with why)."""
+    if candidates not in CANDIDATE_MODES:  # a setting error, not a task that cannot be evaluated
+        raise ValueError(f"unknown evaluate.candidates {candidates!r}; choose one of {CANDIDATE_MODES}")
     user_index = {str(u): i for i, u in enumerate(data.user_ids)}
     item_index = {str(it): i for i, it in enumerate(data.item_ids)}
     active_users = np.unique(data.edges["user_idx"].to_numpy(dtype=np.int64))
@@ -264,6 +314,7 @@ def sample_tasks(
                     active_users,
                     negative_ratio,
                     np.random.default_rng([seed, run, number, 1]),
+                    candidates,
                 )
             )
         except ValueError as exc:

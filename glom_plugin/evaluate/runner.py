@@ -85,7 +85,9 @@ class ProtocolTasks:
         splits = split_tasks(self.tasks, self.purchasers, ev.seed_fraction, cfg.seed, run)
         held_out = held_out_pairs(splits)
         data = data_builder(self.tables.without(held_out), cfg, layout)
-        samples, skipped = sample_tasks(splits, self.purchasers, data, ev.negative_ratio, cfg.seed, run)
+        samples, skipped = sample_tasks(
+            splits, self.purchasers, data, ev.negative_ratio, cfg.seed, run, ev.candidates
+        )
         return RunInputs(data, samples, skipped, len(held_out))
 
 

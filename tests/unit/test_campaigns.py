@@ -184,3 +184,35 @@ def test_a_small_pool_is_shared_so_per_campaign_models_still_get_non_seeds() -> 
     assert n_neg == int(n_pool * n_pos / (n_pos + n_seeds))  # in proportion to what each set wanted
     assert sample.notes["negatives_short"] == 10 * n_pos - n_neg
     assert sample.notes["non_seeds_short"] == 10 * n_seeds - len(campaign.campaign.non_seeds)
+
+
+def test_all_candidates_protocol_ranks_every_active_non_seed_user() -> None:
+    """evaluate.candidates=all: the hidden audience among the whole active population, labels exact."""
+    polarity, data = _world()
+    purchasers = purchasers_by_item(polarity)
+    tasks = select_tasks({k: v for k, v in purchasers.items() if k != "filler"}, 10, 5, seed=0)
+    splits = split_tasks(tasks, purchasers, seed_fraction=0.5, seed=7, run=0)
+    samples, skipped = sample_tasks(splits, purchasers, data, 10, seed=7, run=0, candidates="all")
+    active = set(np.unique(data.edges["user_idx"].to_numpy()).tolist())
+    assert skipped == [] and len(samples) == len(tasks)
+    for split, sample in zip(splits, samples, strict=True):
+        campaign = sample.campaign()
+        pool = set(sample.seed_pool_idx.tolist())
+        candidates = campaign.campaign.candidates
+        assert set(candidates.tolist()) == active - pool  # everyone but the advertiser's list
+        assert len(set(candidates.tolist())) == len(candidates)
+        assert set(data.user_ids[candidates[campaign.labels]]) == set(split.positives)
+        # non-seeds: drawn from the same population, label-blind, 1:10
+        assert set(campaign.campaign.non_seeds.tolist()) <= active - pool
+        assert len(campaign.campaign.non_seeds) == min(10 * len(campaign.campaign.seeds), len(candidates))
+        # a smaller seed list keeps the same candidates (Fig. 6 compares like with like)
+        assert np.array_equal(sample.campaign(2).campaign.candidates, candidates)
+
+
+def test_unknown_candidate_mode_is_refused() -> None:
+    polarity, data = _world()
+    purchasers = purchasers_by_item(polarity)
+    tasks = select_tasks({k: v for k, v in purchasers.items() if k != "filler"}, 10, 1, seed=0)
+    splits = split_tasks(tasks, purchasers, 0.5, seed=1, run=0)
+    with pytest.raises(ValueError, match="evaluate.candidates"):
+        sample_tasks(splits, purchasers, data, 10, 1, 0, candidates="everyone")
