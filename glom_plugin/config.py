@@ -146,6 +146,30 @@ class GLMConfig(_Section):
     select_on: Literal["lookalike", "link"] = "lookalike"
     patience: int = 5
     val_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    # What GLM learns: "eq9" = the paper's user-item margin loss (Eq. 9); "seedset" = campaigns built from
+    # the training graph's item audiences, InfoNCE on the audience's rank (models/seedset.py).
+    objective: Literal["eq9", "seedset"] = "eq9"
+    seedset_episodes: int = Field(256, ge=1)  # items (episodes) per epoch
+    seedset_batch: int = Field(32, ge=1)  # episodes per step (each step is one full-graph pass)
+    seedset_negatives: int = Field(256, ge=1)
+    seedset_max_seeds: int = Field(20, ge=2)
+    seedset_max_audience: int = Field(20, ge=2)
+    seedset_temperature: float = Field(0.1, gt=0.0)
+
+
+class HybridConfig(_Section):
+    """``glom-hybrid`` (beyond the paper): a per-campaign classifier over GLoM user embeddings and the raw
+    item bag, seeds vs sampled non-seeds (models/glom_hybrid.py)."""
+
+    # Scale of the (centred, unit-norm) GLoM embedding columns against the unit-norm TF-IDF item bag:
+    # with an L2 penalty it sets how much of the campaign the classifier explains by likeness in GLoM's
+    # space rather than by individual items.
+    embedding_weight: float = Field(1.0, ge=0.0)
+    # Keep the raw item bag (and categories, per baselines.lr) beside the embeddings.
+    item_bag: bool = True
+    C: float = Field(1.0, gt=0.0)
+    class_weight: Literal["balanced", "none"] = "balanced"
+    max_iter: int = Field(200, ge=1)
 
 
 class GraphConfig(_Section):
@@ -178,6 +202,10 @@ class EvaluateConfig(_Section):
     max_tasks: int = 50
     # Fraction of an item's purchasers given as seeds; the rest are the positives to find.
     seed_fraction: float = 0.5
+    # Who a campaign ranks (evaluate/campaigns.py). "sampled" = the paper's protocol (§4.1): the hidden
+    # purchasers plus negative_ratio x as many sampled non-purchasers. "all" = a real campaign: every
+    # non-seed user with a training interaction, metrics over that whole ranking.
+    candidates: Literal["sampled", "all"] = "sampled"
     # Non-seeds per seed for per-campaign training, and negatives per positive among candidates (paper: 10).
     negative_ratio: int = 10
     # Precision / Recall at threshold for models that only rank (no fixed T, no own cut-off): T is
@@ -350,6 +378,7 @@ class GlomConfig(_Section):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     pm: PMConfig = Field(default_factory=PMConfig)
     glm: GLMConfig = Field(default_factory=GLMConfig)
+    hybrid: HybridConfig = Field(default_factory=HybridConfig)
     expand: ExpandConfig = Field(default_factory=ExpandConfig)
     yahoo: YahooConfig = Field(default_factory=YahooConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)

@@ -33,6 +33,17 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
     "glom-no-similarity": ModelSpec(_GLOM, {"graph.use_similarity_edges": False}, "GLoM-Attn1 w/o user-user edges"),
     "glom-no-pm": ModelSpec(_GLOM, {"glm.use_pm": False}, "GLoM-Attn1 w/o the pre-trained model"),
     "pm": ModelSpec("glom_plugin.models.pm:PretrainedModel", {}, "PM embeddings alone (§3.5)"),
+    # GLoM beyond the paper: GLM trained on campaign-like episodes; a per-campaign head over GLoM + item bag
+    "glom-seedset": ModelSpec(
+        _GLOM,
+        {"glm.aggregator": "mean", "glm.objective": "seedset"},
+        "GLoM-Mean, GLM trained on seed-set episodes, InfoNCE (beyond the paper)",
+    ),
+    "glom-hybrid": ModelSpec(
+        "glom_plugin.models.glom_hybrid:GlomHybridModel",
+        {"glm.aggregator": "mean"},
+        "GLoM-Mean embeddings + item bag, per-campaign logistic regression (beyond the paper)",
+    ),
     # GLoM paper baselines (§4.2)
     "lr": ModelSpec("glom_plugin.models.lr:LogisticRegressionModel", {}, "per-campaign logistic regression"),
     "graphsage": ModelSpec("glom_plugin.models.graphsage:GraphSageModel", {}, "GraphSAGE (DGL SAGEConv)"),
@@ -62,7 +73,11 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
     "graph-constraint": ModelSpec(
         "glom_plugin.models.yahoo:GraphConstraintModel", {}, "Yahoo §3: LSH user graph + feature-weight ranking"
     ),
-    # Reference row: what chance looks like on the same candidates.
+    # Reference rows: what co-purchase cosine, activity and chance give on the same candidates.
+    "cosine-centroid": ModelSpec(
+        "glom_plugin.models.references:CosineCentroidModel", {}, "cosine of raw item bags to the seeds' mean"
+    ),
+    "popularity": ModelSpec("glom_plugin.models.references:PopularityModel", {}, "users ranked by activity"),
     "random": ModelSpec("glom_plugin.models.random_scores:RandomModel", {}, "uniform random scores"),
 }
 

@@ -38,6 +38,7 @@ from glom_plugin.models.kg import KnowledgeTriples, build_knowledge_triples
 from glom_plugin.models.lookalike_validation import LookalikeValidation
 from glom_plugin.models.pm import FilteredNegativeSampler, PretrainEnergyModel
 from glom_plugin.models.ranking import rank_metrics
+from glom_plugin.models.seedset import SeedSetObjective
 
 VALIDATION_NEGATIVES = 50
 MAX_VALIDATION_PAIRS = 2000
@@ -306,7 +307,8 @@ def fit_glm(
     pm: PMResult | None = None,
     progress: bool = True,
 ) -> GLMResult:
-    """Train GLM (Eq. 9) on the KG of ``data``; h^0 from ``pm`` when ``cfg.glm.use_pm`` (random otherwise)."""
+    """Train GLM on the KG of ``data`` with ``cfg.glm.objective`` (Eq. 9, or the seed-set episodes of
+    ``seedset.py``); h^0 from ``pm`` when ``cfg.glm.use_pm`` (random otherwise)."""
     device = torch.device(device or cfg.resolved_device())
     backend = resolve_backend(cfg.glm.backend, device.type)
     rng = seed_everything(seed + 1)
@@ -346,12 +348,13 @@ def fit_glm(
         history.initial_val_mrr = validate()["mrr"]
         stopper.update(history.initial_val_mrr, -1, model)
 
-    epochs = tqdm(
-        range(cfg.glm.epochs), desc=f"GLM-{cfg.glm.aggregator} epochs", disable=not progress, leave=False
+    seedset = (
+        SeedSetObjective(train, full, cfg.glm, cfg.expand.center, backend, device, rng, generator)
+        if cfg.glm.objective == "seedset"
+        else None
     )
-    for epoch in epochs:
-        start = time.perf_counter()
-        model.train()
+
+    def eq9_epoch() -> tuple[float, int]:
         order = torch.randperm(len(users), generator=generator, device=device)
         total, batches = 0.0, 0
         for begin in range(0, len(order), cfg.glm.batch_size):
@@ -367,6 +370,15 @@ def fit_glm(
             optimizer.step()
             total += float(loss.detach())
             batches += 1
+        return total, batches
+
+    epochs = tqdm(
+        range(cfg.glm.epochs), desc=f"GLM-{cfg.glm.aggregator} epochs", disable=not progress, leave=False
+    )
+    for epoch in epochs:
+        start = time.perf_counter()
+        model.train()
+        total, batches = seedset.epoch(model, optimizer) if seedset is not None else eq9_epoch()
         if _close_epoch(history, epochs, stopper, model, epoch, start, total / max(batches, 1), device, validate):
             break
     _finish_training(history, stopper, model)
