@@ -26,7 +26,43 @@ for _key, _value in {
 from glom_plugin import pipeline  # noqa: E402
 from glom_plugin.config import GlomConfig, load_config  # noqa: E402
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user causes (bad file, bad setting, missing stage, stale run): one message, no traceback.
+    Set GLOM_TRACEBACK=1 to see the traceback anyway."""
+    from pydantic import ValidationError
+
+    from glom_plugin.data.hashing import SaltError
+    from glom_plugin.data.ingest import IngestError
+    from glom_plugin.platform.gx_gate import ValidationFailed
+
+    return (IngestError, ValidationFailed, SaltError, ValidationError, FileNotFoundError,
+            ValueError, KeyError, UnicodeDecodeError)
+
+
+class _GlomApp(typer.Typer):
+    """The ``glom`` entry point: a user error ends as ``error: <message>`` on stderr and exit status 2."""
+
+    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204 - typer's own signature
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as err:
+            if os.environ.get("GLOM_TRACEBACK") or not isinstance(err, _user_errors()):
+                raise
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            typer.echo(f"error: {message}", err=True)
+            raise SystemExit(2) from None
+
+
+app = _GlomApp(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+_STRICT: dict[str, bool] = {"on": False}
+
+
+@app.callback()
+def _main(
+    strict: Annotated[bool, typer.Option("--strict", help="refuse to hash ids without $GLOM_ID_SALT")] = False,
+) -> None:
+    _STRICT["on"] = strict
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")]
 RunDirOpt = Annotated[str | None, typer.Option("--run-dir", help="run directory (default from config)")]
@@ -34,7 +70,9 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override, e.g. 
 
 
 def _config(config: Path | None, run_dir: str | None, overrides: list[str] | None) -> GlomConfig:
-    explicit = {"run_dir": run_dir} if run_dir else {}
+    explicit: dict[str, object] = {"run_dir": run_dir} if run_dir else {}
+    if _STRICT["on"]:
+        explicit["data.require_salt"] = True
     return load_config(config, overrides or [], **explicit)
 
 
@@ -177,14 +215,14 @@ def list_models() -> None:
 
 @app.command("hash-ids")
 def hash_ids(
-    src: Annotated[Path, typer.Argument(help="file with one raw user id per line")],
-    dst: Annotated[Path, typer.Argument(help="output file of salted hashes")],
+    src: Annotated[Path, typer.Argument(help="raw user ids: one per line, or a CSV with a user_id column")],
+    dst: Annotated[Path, typer.Argument(help="output file of salted hashes (same layout as the input)")],
     config: ConfigOpt = None,
 ) -> None:
     """Hash a raw seed list with the deployment's salt ($GLOM_ID_SALT), as ingestion does."""
     from glom_plugin.data.hashing import hash_ids_file
 
-    cfg = load_config(config)
+    cfg = _config(config, None, None)
     count = hash_ids_file(src, dst, cfg.id_salt())
     typer.echo(f"hashed {count} ids -> {dst}")
 

@@ -43,6 +43,8 @@ class DataConfig(_Section):
     truncated_gzip: Literal["refuse", "keep"] = "refuse"
     # A line (or CSV record) longer than this is rejected, so one runaway line cannot exhaust memory.
     max_line_bytes: int = Field(64 << 20, ge=1024)
+    # Refuse to hash ids with the public development salt when $GLOM_ID_SALT is unset (`glom --strict`).
+    require_salt: bool = False
     # Users/items with fewer interactions are dropped (counted, not silent) before graph building.
     min_user_interactions: int = 2
     min_item_interactions: int = 2
@@ -191,6 +193,10 @@ class ExpandConfig(_Section):
     top_k: int = 1000
     # Compare user embeddings around the population mean (expand/aggregation.py: retrieval_vectors).
     center: bool = True
+    # k-anonymity of a campaign: `glom expand` and the service refuse (or warn about) seed lists with
+    # fewer known seeds than this (the GLoM paper's quality also collapses below ~300 seeds, Fig. 6).
+    min_seeds: int = Field(10, ge=1)
+    min_seeds_action: Literal["refuse", "warn"] = "refuse"
 
 
 class EvaluateConfig(_Section):
@@ -396,9 +402,11 @@ class GlomConfig(_Section):
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def id_salt(self) -> str:
-        """The salt for user-id hashing. A fixed development salt is used when the variable is unset,
-        so that the generated default works out of the box; production sets its own."""
-        return os.environ.get(self.data.id_salt_env, "glom-dev-salt")
+        """The salt for user-id hashing (``$GLOM_ID_SALT``). Unset: the public development salt with a
+        loud warning, or an error under ``data.require_salt`` (``glom --strict``); see ``data/hashing.py``."""
+        from glom_plugin.data.hashing import resolve_salt
+
+        return resolve_salt(self.data.id_salt_env, self.data.require_salt)
 
     def tracking_uri(self) -> str:
         """A local sqlite store beside the run directory unless configured (or $MLFLOW_TRACKING_URI)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,11 +20,46 @@ import numpy as np
 from glom_plugin.storage import atomic_path
 
 HASH_CHARS = 20
+# Public, in the source: ids hashed with it can be recovered by hashing guesses. Development only.
+DEV_SALT = "glom-dev-salt"
+
+
+def looks_hashed(value: str) -> bool:
+    """Whether ``value`` has the shape of ``hash_user_id``'s output (so it is safe to echo)."""
+    return len(value) == HASH_CHARS and all(c in "0123456789abcdef" for c in value)
+
+
+class SaltError(ValueError):
+    """The id salt is missing (where it is required) or unusable."""
+
+
+def resolve_salt(env_name: str, required: bool) -> str:
+    """The secret salt from ``$env_name``. Unset: an error when ``required`` (``glom --strict``, the
+    service), else the public development salt with a loud warning on stderr, every time, because
+    pseudonyms made with it are reversible by anyone who can guess the id pattern. A blank salt is
+    always an error (it would be the same for everyone who makes the same mistake)."""
+    value = os.environ.get(env_name)
+    if value is None:
+        if required:
+            raise SaltError(
+                f"${env_name} is not set: refusing to hash user ids with the public development salt "
+                f"(set {env_name} to a secret, the same one for ingestion and `glom hash-ids`)"
+            )
+        print(
+            f"WARNING: ${env_name} is not set; user ids are hashed with the PUBLIC development salt "
+            f"and can be recovered by hashing guessed ids. Set {env_name} to a secret for real data "
+            "(`glom --strict ...` refuses to run without it).",
+            file=sys.stderr,
+        )
+        return DEV_SALT
+    if not value.strip():
+        raise SaltError(f"${env_name} is blank; set it to a secret value")
+    return value
 
 
 def _keyed(salt: str) -> hmac.HMAC:
     if not salt:
-        raise ValueError("the id salt is empty; set $GLOM_ID_SALT (or cfg.data.id_salt_env) to a secret value")
+        raise SaltError("the id salt is empty; set $GLOM_ID_SALT (or cfg.data.id_salt_env) to a secret value")
     return hmac.new(salt.encode("utf-8"), digestmod=hashlib.sha256)
 
 
@@ -51,19 +88,24 @@ def hash_user_ids(raw_ids: Sequence[str] | np.ndarray | Iterable[str], salt: str
 
 
 def hash_ids_file(in_path: str | Path, out_path: str | Path, salt: str) -> int:
-    """Hash a raw seed list (one id per line) the way ingestion hashes users, so an advertiser's
-    seeds match the ingested ``user_id`` column. Blank lines are skipped; returns the ids written.
-    The output is written atomically (write then rename)."""
-    in_path = Path(in_path)
-    base = _keyed(salt)
-    written = 0
-    with open(in_path, encoding="utf-8") as src, atomic_path(out_path) as tmp, open(tmp, "w") as dst:
-        for line in src:
-            raw = line.strip()
-            if not raw:
-                continue
-            mac = base.copy()
-            mac.update(raw.encode("utf-8"))
-            dst.write(mac.hexdigest()[:HASH_CHARS] + "\n")
-            written += 1
-    return written
+    """Hash a raw seed list the way ingestion hashes users, so an advertiser's seeds match the ingested
+    ``user_id`` column. The layout is kept: one id per line stays one hash per line; a CSV keeps its
+    header and other columns with only ``user_id`` hashed (``glom expand`` reads both). Returns the ids
+    written; the output is written atomically (write then rename)."""
+    import csv
+
+    from glom_plugin.data.id_files import read_id_list
+
+    ids = read_id_list(in_path)
+    hashed = hash_user_ids(ids.ids, salt)
+    with atomic_path(out_path) as tmp, open(tmp, "w", newline="") as dst:
+        if ids.is_csv:
+            assert ids.header is not None and ids.rows is not None
+            col = ids.header.index("user_id")
+            writer = csv.writer(dst, lineterminator="\n")
+            writer.writerow(ids.header)
+            for row, value in zip(ids.rows, hashed, strict=True):
+                writer.writerow([value if i == col else cell for i, cell in enumerate(row)])
+        else:
+            dst.writelines(f"{value}\n" for value in hashed)
+    return len(hashed)

@@ -17,7 +17,7 @@ call fails with a clear error.
 
 from __future__ import annotations
 
-import csv
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 from glom_plugin.config import ExpandConfig, GlomConfig
+from glom_plugin.data.hashing import HASH_CHARS, looks_hashed
+from glom_plugin.data.id_files import read_id_list
 from glom_plugin.expand.aggregation import aggregate_similarity, l2_normalize
 from glom_plugin.expand.calibration import seed_calibrated_threshold
 from glom_plugin.expand.candidates import CANDIDATE_SEARCHES, complete
@@ -80,7 +82,10 @@ class ExpansionResult:
             "model_name": self.model_name,
             "n_seeds_given": len(self.seeds_used) + len(self.unknown_seeds),
             "n_seeds_used": len(self.seeds_used),
-            "unknown_seeds": self.unknown_seeds,
+            # hashed ids only: a raw id passed by mistake is counted, never written (issue 14)
+            "unknown_seeds": [s for s in self.unknown_seeds if looks_hashed(s)],
+            "n_unknown_seeds": len(self.unknown_seeds),
+            "n_unknown_not_hashed": sum(not looks_hashed(s) for s in self.unknown_seeds),
             "n_lookalikes": int(len(self.rows)),
             "aggregation": self.aggregation,
             "threshold": self.threshold,
@@ -104,9 +109,13 @@ def resolve_seeds(model: TrainedModel, seed_ids: list[str]) -> tuple[np.ndarray,
             known_rows.append(row)
             known.append(sid)
     if not known:
+        # The ids are not quoted: they may be raw account ids given by mistake.
+        raw = sum(not looks_hashed(s) for s in unknown)
+        hint = f"; {raw} of them do not look like hashed ids ({HASH_CHARS} hex characters)" if raw else ""
         raise ValueError(
             f"none of the {len(unknown)} seed ids is known to model {model.model_name!r} "
-            f"({model.n_users} users); seeds must be hashed user ids of the training data, e.g. {unknown[:3]}"
+            f"({model.n_users} users){hint}. Seeds must be hashed user ids of the training data: hash raw ids "
+            "with `glom hash-ids RAW_FILE SEEDS_FILE` (same $GLOM_ID_SALT as ingestion)"
         )
     return np.asarray(known_rows, dtype=np.int64), known, unknown
 
@@ -222,38 +231,25 @@ def expand_audience(
 
 
 def read_seed_file(path: str | Path) -> list[str]:
-    """Seeds: one hashed id per line, or a CSV whose header has a ``user_id`` column.
-
-    Blank lines are skipped; anything else malformed is an error naming the file, line and field.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"seed file {path} does not exist")
-    lines = path.read_text().splitlines()
-    first = next((line for line in lines if line.strip()), None)
-    if first is None:
-        raise ValueError(f"{path}: the seed file is empty")
-    seeds: list[str] = []
-    if path.suffix.lower() == ".csv" or "," in first:
-        reader = csv.DictReader(lines)
-        if reader.fieldnames is None or "user_id" not in reader.fieldnames:
-            raise ValueError(f"{path}, line 1: CSV header {reader.fieldnames} has no 'user_id' column")
-        for number, row in enumerate(reader, start=2):
-            value = (row.get("user_id") or "").strip()
-            if not value:
-                raise ValueError(f"{path}, line {number}, field user_id: empty seed id")
-            seeds.append(value)
-    else:
-        for number, line in enumerate(lines, start=1):
-            value = line.strip()
-            if not value:
-                continue
-            if any(ch.isspace() for ch in value):
-                raise ValueError(f"{path}, line {number}, field user_id: {value!r} contains whitespace")
-            seeds.append(value)
+    """Seeds: one hashed id per line, or a CSV whose header has a ``user_id`` column
+    (``glom_plugin.data.id_files``, the parser ``glom hash-ids`` uses too). Errors name file, line, field."""
+    seeds = read_id_list(path).ids
     if not seeds:
         raise ValueError(f"{path}: no seed ids found")
     return seeds
+
+
+def check_min_seeds(n_known: int, cfg: ExpandConfig) -> str | None:
+    """k-anonymity of the seed list: fewer than ``expand.min_seeds`` known seeds is refused (``ValueError``)
+    or, with ``expand.min_seeds_action=warn``, returns the warning. The GLoM paper's quality also falls
+    steeply below a few hundred seeds (Fig. 6)."""
+    if n_known >= cfg.min_seeds:
+        return None
+    message = (f"only {n_known} known seed(s), below expand.min_seeds={cfg.min_seeds}: an audience expanded "
+               "from so few users can single them out")
+    if cfg.min_seeds_action == "refuse":
+        raise ValueError(message + " (set expand.min_seeds_action=warn to expand anyway)")
+    return message
 
 
 def run_expand_stage(cfg: GlomConfig, layout: RunLayout, seeds_file: Path, out_path: Path) -> ExpansionResult:
@@ -262,7 +258,11 @@ def run_expand_stage(cfg: GlomConfig, layout: RunLayout, seeds_file: Path, out_p
     from glom_plugin.storage import atomic_path, write_json, write_parquet
 
     model = TrainedModel.load(layout.glm_dir)
-    result = expand_audience(model, read_seed_file(seeds_file), cfg.expand)
+    seeds = read_seed_file(seeds_file)
+    warning = check_min_seeds(len(resolve_seeds(model, seeds)[1]), cfg.expand)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    result = expand_audience(model, seeds, cfg.expand)
     out_path = Path(out_path)
     table = result.lookalikes
     if out_path.suffix.lower() == ".parquet":

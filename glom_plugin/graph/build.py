@@ -10,6 +10,7 @@ writes the graph artifacts. ``load_lookalike_data`` reads them back without reco
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -210,6 +211,26 @@ def graph_report(data: LookalikeData, graph: Any) -> dict[str, Any]:
     }
 
 
+def degenerate_graph_warnings(data: LookalikeData, polarity: pd.DataFrame, cfg: GlomConfig) -> list[str]:
+    """What makes a knowledge graph silently weaker than the paper's: no user-user edges (§3.4's Pearson
+    is undefined on constant polarity vectors, e.g. implicit feedback with every rating 1 and no text),
+    or one polarity value for every edge (the polarity relations then say nothing)."""
+    warnings: list[str] = []
+    if len(data.similarity) == 0:
+        warnings.append(
+            "0 user-user similarity edges: Pearson over co-rated items (§3.4) needs polarity that varies "
+            f"on at least similarity.min_corated={cfg.similarity.min_corated} shared items; constant ratings without review "
+            "text (implicit feedback) give none, so the graph has no 'similar' relation"
+        )
+    values = polarity["polarity"].to_numpy(dtype=np.float64) if len(polarity) else np.empty(0)
+    if len(values) and np.nanmax(values) - np.nanmin(values) < 1e-9:
+        warnings.append(
+            f"every user-item polarity is {values[0]:.3g}: ratings (and sentiment) are constant, so "
+            "liked/disliked polarity edges carry no preference (implicit feedback?)"
+        )
+    return warnings
+
+
 def run_graph_stage(cfg: GlomConfig, layout: RunLayout) -> dict[str, Any]:
     """The stage. Writes polarity_edges, similarity_edges, user/item index, knowledge_graph.bin, triples and
     graph_report.json under ``layout.graph_dir``; GX results under ``layout.validation_dir / "graph"``.
@@ -277,6 +298,9 @@ def run_graph_stage(cfg: GlomConfig, layout: RunLayout) -> dict[str, Any]:
     lap("knowledge_graph")
 
     report = graph_report(data, graph)
+    report["warnings"] = degenerate_graph_warnings(data, polarity, cfg)
+    for warning in report["warnings"]:
+        print(f"WARNING: {warning}", file=sys.stderr)
     report.update(
         {
             "min_interactions": dropped,

@@ -137,13 +137,15 @@ def test_expand_stage_writes_lookalikes_and_summary(tmp_path, suffix):
     clustered_model().save(layout.glm_dir)
     seeds = tmp_path / "seeds.txt"
     seeds.write_text("\n".join(SEEDS + ["ghost"]))
-    cfg = GlomConfig().with_overrides(**{"expand.top_k": 12})
+    cfg = GlomConfig().with_overrides(**{"expand.top_k": 12, "expand.min_seeds": 4})
     out = tmp_path / f"lookalikes{suffix}"
     result = run_expand_stage(cfg, layout, seeds, out)
     written = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert written["user_id"].tolist() == result.lookalikes["user_id"].tolist() and len(written) == 12
     summary = json.loads(out.with_name(out.name + ".summary.json").read_text())
-    assert summary["unknown_seeds"] == ["ghost"] and summary["n_lookalikes"] == 12
+    # "ghost" is not a hashed id (maybe a raw one given by mistake): counted, never written
+    assert summary["unknown_seeds"] == [] and summary["n_unknown_not_hashed"] == 1 and summary["n_lookalikes"] == 12
+    assert "ghost" not in out.with_name(out.name + ".summary.json").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -155,3 +157,52 @@ def test_trained_model_summary_is_short_and_json_ready():
     assert summary["glm"] == {"loss": 0.4, "val_mrr": 0.3, "device": "cpu", "epochs_logged": 2}
     assert summary["relations"] == {"likes": 3}
     json.dumps(summary)  # printable by `glom train`
+
+
+def test_raw_seed_ids_are_never_echoed_and_the_error_points_to_hash_ids(tmp_path, capsys):
+    """Found 5: raw seed ids reached expand/*.summary.json, stdout and the error message."""
+    layout = RunLayout.at(tmp_path / "run")
+    clustered_model().save(layout.glm_dir)
+    raw = tmp_path / "raw.txt"
+    raw.write_text("alice@example.com\nbob@example.com\n")
+    with pytest.raises(ValueError, match="glom hash-ids") as err:
+        run_expand_stage(GlomConfig(), layout, raw, tmp_path / "out.csv")
+    assert "alice" not in str(err.value) and "2 of them do not look like hashed ids" in str(err.value)
+    hashed_unknown = "0123456789abcdef0123"
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("\n".join(SEEDS + ["carol@example.com", hashed_unknown]))
+    cfg = GlomConfig().with_overrides(**{"expand.min_seeds": 4})
+    result = run_expand_stage(cfg, layout, mixed, tmp_path / "out.csv")
+    summary = result.summary()
+    assert summary["unknown_seeds"] == [hashed_unknown] and summary["n_unknown_seeds"] == 2
+    assert "carol" not in (tmp_path / "out.csv.summary.json").read_text() + capsys.readouterr().out
+
+
+@pytest.mark.parametrize("action", ["refuse", "warn"])
+def test_min_seeds_k_anonymity(tmp_path, capsys, action):
+    layout = RunLayout.at(tmp_path / "run")
+    clustered_model().save(layout.glm_dir)
+    few = tmp_path / "few.txt"
+    few.write_text("\n".join(SEEDS + ["ghost"] * 20))  # 4 known seeds; unknown ones do not count
+    cfg = GlomConfig().with_overrides(**{"expand.min_seeds": 10, "expand.min_seeds_action": action})
+    if action == "refuse":
+        with pytest.raises(ValueError, match="only 4 known seed.*expand.min_seeds=10"):
+            run_expand_stage(cfg, layout, few, tmp_path / "out.csv")
+        assert not (tmp_path / "out.csv").exists()
+    else:
+        run_expand_stage(cfg, layout, few, tmp_path / "out.csv")
+        assert "only 4 known seed" in capsys.readouterr().err and (tmp_path / "out.csv").exists()
+
+
+def test_seed_files_with_bom_crlf_and_latin1(tmp_path):
+    """Found 6: a BOM dropped the first seed; latin-1 gave a bare UnicodeDecodeError."""
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf0-000\r\n0-001\r\n")
+    assert read_seed_file(bom) == ["0-000", "0-001"]
+    bom_csv = tmp_path / "bom.csv"
+    bom_csv.write_bytes(b"\xef\xbb\xbfuser_id,score\r\n0-000,0.5\r\n")
+    assert read_seed_file(bom_csv) == ["0-000"]
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("0-000\nren\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.txt, line 2: not UTF-8 \(byte 0xe9\)"):
+        read_seed_file(latin)

@@ -116,3 +116,17 @@ def test_graph_stage_gate_stops_before_the_graph(tmp_path) -> None:
     assert "[polarity_edges] expect_column_values_to_be_in_set on column '_item_known'" in message
     assert f"'item_id': '{missing}'" in message
     assert not layout.knowledge_graph.exists() and not layout.polarity_edges.exists()
+
+
+def test_implicit_feedback_graph_is_built_with_loud_warnings(tmp_path, capsys) -> None:
+    """Found 7: every rating 1.0 and no text gave 0 similarity edges without a word."""
+    layout = RunLayout.at(tmp_path)
+    interactions = write_ingested(layout)
+    implicit = interactions.assign(rating=1.0, rating_norm=1.0, text=None).drop_duplicates(["user_id", "item_id"])
+    write_parquet(implicit, layout.interactions, schema=INTERACTIONS_SCHEMA)
+    report = run_graph_stage(GlomConfig(run_dir=str(tmp_path)).with_overrides(**{"data.min_user_interactions": 1}), layout)
+    assert report["edges"].get("similar", 0) == 0
+    assert any("0 user-user similarity edges" in w for w in report["warnings"])
+    assert any("polarity is 1" in w for w in report["warnings"])
+    assert "WARNING: 0 user-user similarity edges" in capsys.readouterr().err
+    assert json.loads(layout.graph_report.read_text())["warnings"] == report["warnings"]

@@ -494,3 +494,38 @@ def test_integer_ids_and_timestamps_beyond_2262(tmp_path: Path) -> None:
     assert (reject["line"], reject["field"], reject["reason"]) == (14, "timestamp_ms", TIMESTAMP_OUT_OF_RANGE)
     assert hash_user_id("12345", SALT) in set(pq.read_table(layout.users)["user_id"].to_pylist())
     assert report.rows_read == 14
+
+
+def test_hash_ids_reads_the_layouts_expand_reads(tmp_path: Path) -> None:
+    """Found 6: a CSV's header and whole "id,score" lines were hashed; a BOM corrupted the first id."""
+    csv_in = tmp_path / "raw.csv"
+    csv_in.write_bytes(b"\xef\xbb\xbfuser_id,score\r\nRAWUSER001,0.9\r\nRAWUSER002,0.4\r\n")
+    assert hash_ids_file(csv_in, tmp_path / "seeds.csv", SALT) == 2
+    lines = (tmp_path / "seeds.csv").read_text().splitlines()
+    assert lines == ["user_id,score", f"{hash_user_id('RAWUSER001', SALT)},0.9", f"{hash_user_id('RAWUSER002', SALT)},0.4"]
+    from glom_plugin.expand.expander import read_seed_file
+
+    assert read_seed_file(tmp_path / "seeds.csv") == [hash_user_id("RAWUSER001", SALT), hash_user_id("RAWUSER002", SALT)]
+    plain = tmp_path / "raw.txt"
+    plain.write_bytes(b"\xef\xbb\xbfRAWUSER001\n")
+    hash_ids_file(plain, tmp_path / "seeds.txt", SALT)
+    assert (tmp_path / "seeds.txt").read_text() == hash_user_id("RAWUSER001", SALT) + "\n"
+
+
+def test_unset_salt_warns_loudly_strict_refuses_blank_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found 4: with $GLOM_ID_SALT unset the public development salt was used without a word."""
+    from glom_plugin.data.hashing import DEV_SALT, SaltError
+
+    monkeypatch.delenv("GLOM_ID_SALT")
+    source = write_lines(tmp_path / "r.jsonl", records_to_lines(good_reviews(3, 3)))
+    run_ingest(config(source), RunLayout.at(tmp_path / "run"), echo=lambda _: None)
+    assert "PUBLIC development salt" in capsys.readouterr().err
+    assert GlomConfig().id_salt() == DEV_SALT and "WARNING" in capsys.readouterr().err
+    strict = config(source, **{"data.require_salt": True})
+    with pytest.raises(SaltError, match="GLOM_ID_SALT is not set"):
+        run_ingest(strict, RunLayout.at(tmp_path / "strict"), echo=lambda _: None)
+    monkeypatch.setenv("GLOM_ID_SALT", "   ")
+    with pytest.raises(SaltError, match="blank"):
+        GlomConfig().id_salt()
