@@ -35,10 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 from glom_plugin.config import GlomConfig  # noqa: E402
 from glom_plugin.expand.aggregation import l2_normalize  # noqa: E402
-from glom_plugin.expand.index import HNSW_MAX_USERS, build_index, choose_kind  # noqa: E402
+from glom_plugin.expand.index import build_index, choose_kind  # noqa: E402
 from glom_plugin.models.artifact import TrainedModel  # noqa: E402
 from glom_plugin.serving.engine import ExpansionEngine  # noqa: E402
 from glom_plugin.serving.schemas import ExpandRequest  # noqa: E402
+
+HNSW_MAX_USERS = 100_000
 
 
 def clustered_embeddings(n: int, dim: int, clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,14 +54,21 @@ def clustered_embeddings(n: int, dim: int, clusters: int, seed: int) -> tuple[np
     return emb, labels
 
 
-def campaigns_for(labels: np.ndarray, user_ids: np.ndarray, count: int, seeds: int, k: int, seed: int) -> list[ExpandRequest]:
+def campaign_rows(labels: np.ndarray, count: int, seeds: int, seed: int) -> list[np.ndarray]:
+    """Seed rows of ``count`` campaigns, each drawn from one community (as an advertiser's list would be)."""
     rng = np.random.default_rng(seed)
     out = []
-    for c in range(count):
+    for _ in range(count):
         members = np.flatnonzero(labels == rng.integers(0, labels.max() + 1))
-        chosen = rng.choice(members, size=min(seeds, len(members)), replace=False)
-        out.append(ExpandRequest(seed_ids=user_ids[chosen].tolist(), k=k, campaign=f"c{c}"))
+        out.append(rng.choice(members, size=min(seeds, len(members)), replace=False))
     return out
+
+
+def campaigns_for(labels: np.ndarray, user_ids: np.ndarray, count: int, seeds: int, k: int, seed: int) -> list[ExpandRequest]:
+    return [
+        ExpandRequest(seed_ids=user_ids[rows].tolist(), k=k, campaign=f"c{c}")
+        for c, rows in enumerate(campaign_rows(labels, count, seeds, seed))
+    ]
 
 
 def exact_top_k(normalized: np.ndarray, index_of: dict[str, int], request: ExpandRequest) -> set[str]:

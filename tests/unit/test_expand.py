@@ -11,7 +11,7 @@ import pytest
 
 from glom_plugin.config import ExpandConfig, GlomConfig
 from glom_plugin.expand.expander import expand_audience, read_seed_file, run_expand_stage
-from glom_plugin.expand.index import build_index, choose_kind, search
+from glom_plugin.expand.index import IvfParams, build_index, choose_kind, ivf_params, search
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
 
@@ -102,8 +102,20 @@ def test_index_kinds_find_the_nearest_users(kind):
     assert overlap >= 0.9  # ANN candidates, exact re-scoring
 
 
-def test_index_kind_follows_size():
-    assert choose_kind(1_000) == "flat" and choose_kind(100_000) == "hnsw" and choose_kind(5_000_000) == "ivf"
+def test_index_kind_and_ivf_parameters_follow_size():
+    assert choose_kind(1_000) == "flat" and choose_kind(100_000) == "ivf" and choose_kind(5_000_000) == "ivf"
+    # ~sqrt(n) lists as a power of two, the quantiser trained on a 64-per-list sample, not on every user
+    assert ivf_params(1_000_000) == IvfParams(nlist=1024, nprobe=16, train_size=65_536)
+    assert ivf_params(100_000).nlist == 256 and ivf_params(100_000, nprobe=4).nprobe == 4
+    assert ivf_params(500).nlist <= 500 // 64 and ivf_params(500).nprobe <= ivf_params(500).nlist
+
+
+def test_ivf_build_trains_on_a_sample_and_keeps_every_user():
+    model = clustered_model(n_per_cluster=2000, n_clusters=4, dim=8)
+    index = build_index(model.user_embeddings, kind="ivf", nprobe=2)
+    assert index.index.ntotal == model.n_users and index.index.nprobe == 2 and not index.exact
+    scores, ids = search(index, model.user_embeddings[[0, 2500]], k=5)
+    assert ids[0, 0] == 0 and ids[1, 0] == 2500  # each user is its own nearest neighbour
 
 
 def test_seed_files(tmp_path):
