@@ -35,6 +35,15 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("R@k", "recall_at_k"),
 )
 METRIC_LABELS = {key: header for header, key in TABLE_COLUMNS}
+# Every learned model is compared with this reference row when the table has it (models/references.py).
+REFERENCE_MODEL = "cosine-centroid"
+REFERENCE_ROWS = frozenset({"cosine-centroid", "popularity", "random"})
+PROTOCOL_TEXT = {
+    "sampled": "`evaluate.candidates=sampled` (the paper's, §4.1): each task's hidden purchasers among "
+    "10x as many sampled non-purchasers.",
+    "all": "`evaluate.candidates=all` (realistic): each task's hidden purchasers among every active user "
+    "outside the seed list; metrics over that whole ranking.",
+}
 EMBEDDING_SWEEP_METRICS = ("recall", "recall_at_k", "pr_auc")
 SEED_SWEEP_METRICS = ("precision", "recall", "precision_at_k", "pr_auc", "roc_auc")
 
@@ -110,9 +119,15 @@ def markdown_table(result: EvaluationResult) -> str:
     }
     n_runs = len(result.runs)
     n_campaigns = [len(r.campaigns) for r in result.runs]
-    header = ["Model", *(h for h, _ in TABLE_COLUMNS), "seconds", "peak MB", "runs ok"]
+    reference = summary.get(REFERENCE_MODEL) if REFERENCE_MODEL in ok_models else None
+    header = ["Model", *(h for h, _ in TABLE_COLUMNS)]
+    if reference is not None:
+        header.append(f"PR-AUC / {REFERENCE_MODEL}")
+    header += ["coverage", "seconds", "peak MB", "runs ok"]
     lines = [
         f"# Lookalike evaluation{' — ' + result.label if result.label else ''}",
+        "",
+        f"Protocol: {PROTOCOL_TEXT.get(result.protocol, result.protocol)}",
         "",
         f"{len(result.tasks)} tasks (items), {n_runs} run(s), campaigns per run: {n_campaigns}; "
         f"mean seeds per campaign {result.mean_seeds():.1f}. Values: mean ± std over runs of the per-run "
@@ -121,7 +136,7 @@ def markdown_table(result: EvaluationResult) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
-    no_threshold = calibrated = False
+    no_threshold = calibrated = flagged = False
     for model in result.model_names:
         row = summary[model]
         failures = row["failures"]
@@ -140,6 +155,13 @@ def markdown_table(result: EvaluationResult) -> str:
             if key in ("precision", "recall") and row.get("threshold_source") == "seed-calibrated":
                 text, calibrated = text + " §", True
             cells.append(text)
+        below_reference = False
+        if reference is not None:
+            ratio = row["pr_auc"]["mean"] / reference["pr_auc"]["mean"]
+            below_reference = model not in REFERENCE_ROWS and ratio <= 1.0
+            cells.append(f"{ratio:.2f}" + (" ▽" if below_reference else ""))
+            flagged = flagged or below_reference
+        cells.append(f"{row['coverage']:.3f}")
         cells.append(_fmt(row["seconds"], 2))
         cells.append(f"{row['peak_rss_mb']['mean']:.1f}")
         ok_text = f"{row['runs_ok']}/{row['runs']}"
@@ -151,6 +173,15 @@ def markdown_table(result: EvaluationResult) -> str:
         "",
         "\\* best mean in the column. k = number of positives of the task, so P@k = R@k (R-precision).",
     ]
+    lines.append(
+        "coverage = share of each task's hidden audience the models can score (held-out purchasers with a "
+        "training edge left), mean over campaigns; users the ingest filter dropped are outside every table."
+    )
+    if flagged:
+        lines.append(
+            f"▽ a learned model that does not beat the `{REFERENCE_MODEL}` reference (cosine of raw item bags "
+            "to the seeds' mean) on PR-AUC: it has learned nothing the co-purchase matrix did not already say."
+        )
     if calibrated:
         recall = result.config.get("evaluate", {}).get("seed_recall")
         lines.append(

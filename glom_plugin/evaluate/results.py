@@ -132,6 +132,7 @@ class EvaluationResult:
             for name in RESOURCE_NAMES:
                 mean, std = mean_std(getattr(m, name) for m in ok)
                 row[name] = {"mean": mean, "std": std}
+            row["coverage"] = self.coverage({m.run for m in ok})
             row["has_threshold"] = any(m.decision_threshold is not None for m in ok)
             row["threshold_source"] = next((m.threshold_source for m in ok if m.threshold_source), None)
             row["failures"] = [
@@ -140,6 +141,23 @@ class EvaluationResult:
             out[model] = row
         return out
 
+    def coverage(self, runs: set[int] | None = None) -> float:
+        """Share of the hidden audience a model can score, mean over campaigns: held-out purchasers left
+        with a training edge (so in the candidates) over all held-out purchasers of the task."""
+        shares = [
+            c["n_positives"] / (c["n_positives"] + c.get("positives_without_training_edges", 0))
+            for record in self.runs
+            if runs is None or record.run in runs
+            for c in record.campaigns
+            if c["n_positives"] + c.get("positives_without_training_edges", 0) > 0
+        ]
+        return float(np.mean(shares)) if shares else math.nan
+
+    @property
+    def protocol(self) -> str:
+        """``evaluate.candidates`` of the run: "sampled" (the paper's) or "all" (the realistic one)."""
+        return str(self.config.get("evaluate", {}).get("candidates", "sampled"))
+
     def mean_seeds(self) -> float:
         counts = [c["n_seeds"] for record in self.runs for c in record.campaigns]
         return float(np.mean(counts)) if counts else math.nan
@@ -147,6 +165,7 @@ class EvaluationResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "label": self.label,
+            "protocol": self.protocol,
             "seed_size": self.seed_size,
             "mean_seeds_per_campaign": self.mean_seeds(),
             "model_names": self.model_names,

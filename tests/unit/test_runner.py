@@ -16,7 +16,7 @@ import pytest
 from sklearn.decomposition import TruncatedSVD
 
 from glom_plugin.evaluate.report import log_to_mlflow, markdown_table, write_report
-from glom_plugin.evaluate.runner import run_evaluation, sweep_embedding_size, sweep_seed_size
+from glom_plugin.evaluate.runner import ProtocolTasks, run_evaluation, sweep_embedding_size, sweep_seed_size
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.models.base import Campaign, EmbeddingLookalikeModel, LookalikeModel
 from tests.unit.evaluate_fixtures import small_config, write_run
@@ -112,7 +112,8 @@ def test_report_files_and_mlflow_run(evaluated, tmp_path: Path) -> None:
     assert table == markdown_table(result)
     partial = (layout.evaluate_dir / "table.partial.md").read_text()  # written after each run
     assert "2 run(s)" in partial and "| random |" in partial
-    assert "| Model | Precision | Recall | PR-AUC | ROC-AUC | P@k | R@k | seconds | peak MB |" in table
+    assert "| Model | Precision | Recall | PR-AUC | ROC-AUC | P@k | R@k | coverage | seconds | peak MB |" in table
+    assert "Protocol: `evaluate.candidates=sampled`" in table
     assert "failed (fit): RuntimeError: boom" in table
     assert "| random | " in table and " § | " in table and "evaluate.seed_recall = 0.5" in table
     assert " ± " in table and "n/a†" not in table
@@ -173,3 +174,23 @@ def test_calibration_scores_held_out_seeds_against_the_other_seeds(tmp_path: Pat
             assert not set(c.candidates) & set(c.seeds)
             assert sorted(np.r_[c.seeds, c.candidates].tolist()) == sorted(campaign.seeds.tolist())
             assert not set(c.candidates) & set(campaign.candidates)  # no candidate label is ever used
+
+
+def test_realistic_protocol_ranks_the_population_and_tables_the_reference(tmp_path: Path) -> None:
+    layout = write_run(tmp_path)
+    cfg = small_config(tmp_path, **{"evaluate.candidates": "all"})
+    result = run_evaluation(cfg, layout, ["cosine-centroid", "popularity", "random", SVD], runs=1)
+    assert result.protocol == "all"
+    data = ProtocolTasks.load(cfg, layout).run_inputs(cfg, layout, 0).data  # the same run-0 training data
+    n_active = len(np.unique(data.edges["user_idx"]))
+    for campaign in result.runs[0].campaigns:
+        # every active user outside the seed list is a candidate (the full seed pool is the list here)
+        assert campaign["n_candidates"] + campaign["n_seeds"] == n_active
+        assert campaign["n_negatives"] == n_active - campaign["n_seeds"] - campaign["n_positives"]
+    summary = result.summary()
+    assert 0.0 < summary["cosine-centroid"]["coverage"] <= 1.0
+    table = markdown_table(result)
+    assert "Protocol: `evaluate.candidates=all`" in table
+    assert "PR-AUC / cosine-centroid" in table
+    row = next(line for line in table.splitlines() if line.startswith("| cosine-centroid |"))
+    assert "| 1.00 |" in row  # the reference against itself
