@@ -35,8 +35,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from glom_plugin.data.hashing import SaltError
     from glom_plugin.data.ingest import IngestError
     from glom_plugin.platform.gx_gate import ValidationFailed
+    from glom_plugin.run_integrity import StaleInputError
 
-    return (IngestError, ValidationFailed, SaltError, ValidationError, FileNotFoundError,
+    return (IngestError, ValidationFailed, StaleInputError, SaltError, ValidationError, FileNotFoundError,
             ValueError, KeyError, UnicodeDecodeError)
 
 
@@ -170,8 +171,11 @@ def expand(
     """Expand a seed list into ranked lookalikes with the trained model."""
     from glom_plugin.expand.expander import run_expand_stage
 
+    from glom_plugin.run_integrity import require
+
     cfg = _config(config, run_dir, set_)
     layout = pipeline.layout_for(cfg)
+    require(layout, "glm", "glom expand")
     target = out or layout.expand_dir / f"{seeds.stem}_lookalikes.csv"
     result = run_expand_stage(cfg, layout, seeds, target)
     typer.echo(result.lookalikes.head(10).to_string(index=False))

@@ -40,28 +40,72 @@ def layout_for(cfg: GlomConfig) -> RunLayout:
     return RunLayout.at(root)
 
 
+def _stage(layout: RunLayout, stage: str, cfg: GlomConfig, upstream: tuple[str, ...], fn: Callable[[], Any],
+           rows: Callable[[Any], dict[str, int]] | None = None) -> Any:
+    """Run one stage between its ``running`` and ``complete`` manifests (``run_integrity``): a crash leaves
+    it marked unfinished, so no later stage mistakes its partial or earlier outputs for this run's."""
+    from glom_plugin.run_integrity import begin_stage, fail_stage, finish_stage
+
+    begin_stage(layout, stage)
+    try:
+        result = fn()
+    except BaseException as err:
+        fail_stage(layout, stage, err)
+        raise
+    finish_stage(layout, stage, cfg, upstream, rows(result) if rows else None)
+    return result
+
+
+def _require(layout: RunLayout, reader: str, *stages: str) -> None:
+    from glom_plugin.run_integrity import require
+
+    for stage in stages:
+        require(layout, stage, reader)
+
+
 def ingest(cfg: GlomConfig) -> Any:
     from glom_plugin.data.ingest import run_ingest
 
-    return run_ingest(cfg, layout_for(cfg))
+    layout = layout_for(cfg)
+    return _stage(layout, "ingest", cfg, (), lambda: run_ingest(cfg, layout),
+                  rows=lambda r: {"read": r.rows_read, "rejected": r.rows_rejected, "duplicates": r.duplicates,
+                                  "interactions": r.n_interactions, "users": r.n_users, "items": r.n_items})
 
 
 def validate(cfg: GlomConfig) -> Any:
     from glom_plugin.platform.gx_gate import run_validate
 
-    return run_validate(cfg, layout_for(cfg))
+    layout = layout_for(cfg)
+    _require(layout, "glom validate", "ingest")
+    return run_validate(cfg, layout)
 
 
 def graph(cfg: GlomConfig) -> Any:
     from glom_plugin.graph.build import run_graph_stage
 
-    return run_graph_stage(cfg, layout_for(cfg))
+    layout = layout_for(cfg)
+    _require(layout, "glom graph", "ingest")
+    return _stage(layout, "graph", cfg, ("ingest",), lambda: run_graph_stage(cfg, layout),
+                  rows=lambda r: {f"edges.{k}": v for k, v in r.get("edges", {}).items()})
 
 
 def profiles(cfg: GlomConfig, dry_run: bool = False) -> Any:
     from glom_plugin.text.profiles import run_profiles_stage
 
-    return run_profiles_stage(cfg, layout_for(cfg), dry_run=dry_run)
+    layout = layout_for(cfg)
+    _require(layout, "glom profiles", "ingest")
+    if dry_run:
+        return run_profiles_stage(cfg, layout, dry_run=True)
+    return _stage(layout, "profiles", cfg, ("ingest",), lambda: run_profiles_stage(cfg, layout))
+
+
+def _model_inputs(layout: RunLayout, reader: str) -> tuple[str, ...]:
+    """PM and GLM read the graph, and the profile embeddings when the profiles stage ran."""
+    from glom_plugin.run_integrity import read_manifest
+
+    stages = ("graph", "profiles") if read_manifest(layout, "profiles") is not None else ("graph",)
+    _require(layout, reader, *stages)
+    return stages
 
 
 def features(cfg: GlomConfig, online: bool = True) -> dict[str, Any]:
@@ -89,8 +133,14 @@ def features(cfg: GlomConfig, online: bool = True) -> dict[str, Any]:
 
 def pretrain(cfg: GlomConfig) -> Any:
     from glom_plugin.models.glom import run_pretrain_stage
+    from glom_plugin.run_integrity import clean_orphans, finish_stage
 
-    return run_pretrain_stage(cfg, layout_for(cfg))
+    layout = layout_for(cfg)
+    inputs = _model_inputs(layout, "glom pretrain")
+    clean_orphans(layout.root)
+    artifact = run_pretrain_stage(cfg, layout)
+    finish_stage(layout, "pm", cfg, inputs, {"users": artifact.n_users})
+    return artifact
 
 
 def train(cfg: GlomConfig, register: bool = True) -> Any:
@@ -100,9 +150,15 @@ def train(cfg: GlomConfig, register: bool = True) -> Any:
     from the leak-free protocol — ``evaluate`` promotes it when its PR-AUC beats the champion's.
     """
     from glom_plugin.models.glom import run_train_stage
+    from glom_plugin.run_integrity import clean_orphans, finish_stage, outputs_match
 
     layout = layout_for(cfg)
+    inputs = _model_inputs(layout, "glom train")
+    clean_orphans(layout.root)
     trained = run_train_stage(cfg, layout)
+    if cfg.glm.use_pm and not outputs_match(layout, "pm"):  # PM was (re)trained on the way
+        finish_stage(layout, "pm", cfg, inputs, {"users": trained.n_users})
+    finish_stage(layout, "glm", cfg, (*inputs, "pm") if cfg.glm.use_pm else inputs, {"users": trained.n_users})
     if register:
         from glom_plugin.platform.mlflow_registry import log_training_run
 

@@ -20,7 +20,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; rename it over the target only on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # the pid in the name lets the next run tell an orphan from a live write (run_integrity.clean_orphans)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

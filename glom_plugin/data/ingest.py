@@ -227,7 +227,7 @@ def run_ingest(
         "rejects": layout.rejects,
         "ingest_report": layout.ingest_report,
     }
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=layout.ingest_dir))
+    stage = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=layout.ingest_dir))
     rejects = RejectLog(layout.rejects)
     try:
         reader = create_reader(reader_name, cfg.data, source, rejects, chunk_rows)

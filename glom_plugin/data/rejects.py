@@ -41,7 +41,7 @@ class RejectLog:
     def __init__(self, target: Path) -> None:
         self.target = Path(target)
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.{os.getpid()}.", suffix=".tmp", dir=self.target.parent)
         self._tmp = Path(tmp)
         self._fh: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8")
         self.by_reason: Counter[str] = Counter()

@@ -104,7 +104,7 @@ class TrainedModel:
         """Write the artifact atomically (temporary sibling directory, then rename)."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.{os.getpid()}.", suffix=".tmp", dir=directory.parent))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the model directory is meant to be shared
         try:
             pq.write_table(_embedding_table("user_id", self.user_ids, self.user_embeddings), tmp / USERS_FILE)

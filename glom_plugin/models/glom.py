@@ -113,6 +113,39 @@ def run_pretrain_stage(cfg: GlomConfig, layout: RunLayout) -> TrainedModel:
     return artifact
 
 
+# Everything that shapes PM's embeddings besides the graph's ids: its own section, the seed, the graph
+# relations and the inputs of the graph and profile embeddings. A saved PM is reused only when all agree.
+PM_CONFIG_SECTIONS = ("seed", "pm", "graph", "embedding", "profiles", "polarity", "similarity")
+
+
+def pm_config_changes(saved: dict, cfg: GlomConfig) -> list[str]:
+    """The ``section.key`` settings (or whole sections) where the saved PM's config differs from ``cfg``."""
+    current = cfg.model_dump()
+    changes: list[str] = []
+    for section in PM_CONFIG_SECTIONS:
+        old, new = saved.get(section), current.get(section)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += [f"{section}.{key}" for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+        elif old != new:
+            changes.append(section)
+    return changes
+
+
+def pm_input_changes(layout: RunLayout) -> list[str]:
+    """Upstream stages whose outputs changed since the saved PM was trained (per the run manifests)."""
+    from glom_plugin.run_integrity import read_manifest
+
+    manifest = read_manifest(layout, "pm")
+    if manifest is None or manifest.get("status") != "complete":
+        return []
+    changed = []
+    for stage, digest in manifest.get("inputs", {}).items():
+        current = read_manifest(layout, stage)
+        if current is None or current.get("digest") != digest:
+            changed.append(f"{stage} outputs")
+    return changed
+
+
 def _pm_from_artifact(cfg: GlomConfig, layout: RunLayout, data: LookalikeData) -> PMResult | None:
     """Reuse a saved PM when it was trained on the same users, items and relations; None otherwise."""
     from glom_plugin.models.kg import build_knowledge_triples
@@ -132,6 +165,10 @@ def _pm_from_artifact(cfg: GlomConfig, layout: RunLayout, data: LookalikeData) -
     )
     if not same:
         log.warning("models/pm does not match the current graph or config; retraining PM")
+        return None
+    changed = pm_config_changes(saved.config, cfg) + pm_input_changes(layout)
+    if changed:
+        log.warning("models/pm was trained with other %s; retraining PM", ", ".join(changed))
         return None
     nodes = np.concatenate([saved.user_embeddings, saved.item_embeddings])
     history = (

@@ -82,3 +82,18 @@ def test_stale_pm_is_retrained_when_dimension_changes(run):
     trained = run_train_stage(smaller, layout)
     assert trained.user_embeddings.shape[1] == 8
     assert json.loads((layout.pm_dir / "model.json").read_text())["dim"] == 8
+
+
+def test_saved_pm_is_retrained_when_any_pm_setting_changes(run):
+    """Issue 14, Found 3: a changed pm.lr or pm.epochs used to reuse the old PM silently."""
+    from glom_plugin.models.glom import run_pretrain_stage, run_train_stage
+
+    cfg, layout = run
+    run_pretrain_stage(cfg, layout)
+    before = json.loads((layout.pm_dir / "model.json").read_text())["created_at"]
+    same = run_train_stage(cfg.with_overrides(**{"glm.epochs": 1}), layout)  # GLM's settings: PM reused
+    assert json.loads((layout.pm_dir / "model.json").read_text())["created_at"] == before
+    assert same.metrics["pm"]
+    run_train_stage(cfg.with_overrides(**{"pm.lr": 0.02, "glm.epochs": 1}), layout)
+    saved = json.loads((layout.pm_dir / "model.json").read_text())
+    assert saved["config"]["pm"]["lr"] == 0.02
