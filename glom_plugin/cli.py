@@ -170,7 +170,6 @@ def expand(
 ) -> None:
     """Expand a seed list into ranked lookalikes with the trained model."""
     from glom_plugin.expand.expander import run_expand_stage
-
     from glom_plugin.run_integrity import require
 
     cfg = _config(config, run_dir, set_)
