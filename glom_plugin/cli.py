@@ -182,6 +182,26 @@ def expand(
     typer.echo(f"lookalikes -> {target}")
 
 
+@app.command("expand-batch")
+def expand_batch(
+    campaigns: Annotated[Path, typer.Option(help="JSONL of campaigns ({\"campaign\", \"seed_ids\", \"k\", ...}) or a directory of seed files")],
+    out: Annotated[Path | None, typer.Option(help="output Parquet (default: run_dir/expand/<campaigns>_lookalikes.parquet)")] = None,
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Expand many campaigns in one blocked pass over the users; results stream to one Parquet file."""
+    from glom_plugin.expand.batch_stage import run_expand_batch_stage
+
+    cfg = _config(config, run_dir, set_)
+    layout = pipeline.layout_for(cfg)
+    target = out or layout.expand_dir / f"{campaigns.stem}_lookalikes.parquet"
+    summary = run_expand_batch_stage(cfg, layout, campaigns, target)
+    pipeline.print_json({k: v for k, v in summary.__dict__.items() if k in ("campaigns", "scored", "lookalikes")}
+                        | {"errors": len(summary.errors), "with_unknown_seeds": len(summary.unknown_seeds)})
+    typer.echo(f"lookalikes -> {target}")
+
+
 @app.command()
 def evaluate(
     models: Annotated[str, typer.Option(help="comma-separated model names, or 'all' (see `glom models`)")] = "",

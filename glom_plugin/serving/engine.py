@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from glom_plugin.config import GlomConfig, load_config
-from glom_plugin.expand.expander import ExpansionResult, expand_audience
-from glom_plugin.expand.explain import SharedItems
+from glom_plugin.expand.batch import BatchCampaign, rank_campaigns
+from glom_plugin.expand.expander import ExpansionResult, calibrated_threshold, expand_audience, resolve_seeds
+from glom_plugin.expand.explain import SharedItems, explain_lookalikes
 from glom_plugin.expand.index import UserIndex, build_index
 from glom_plugin.models.artifact import TrainedModel
 from glom_plugin.serving.schemas import ExpandRequest, ExpandResponse, HealthResponse, Lookalike, ModelInfo
@@ -197,15 +198,47 @@ class ExpansionEngine:
         return self._response(request, result)
 
     def expand_many(self, requests: list[ExpandRequest]) -> list[ExpandResponse]:
-        """A batch of campaigns: each answered independently; a bad one carries its ``error``, the rest
-        still get their lookalikes (requests merged by adaptive batching come from different callers)."""
-        out = []
-        for request in requests:
+        """A batch of campaigns scored together (``expand/batch.py``: one blocked matrix product of every
+        user against all their centroids or seeds, exact). Each is answered on its own: a bad one carries
+        its ``error``, the rest still get their lookalikes (adaptive batching merges different callers)."""
+        out: list[ExpandResponse | None] = [None] * len(requests)
+        groups: dict[str, list[tuple[int, BatchCampaign, list[str], list[str]]]] = {}
+        embeddings = self.model.user_embeddings
+        for i, request in enumerate(requests):
             try:
-                out.append(self.expand(request))
-            except InvalidRequest as err:
-                out.append(ExpandResponse(campaign=request.campaign, error=str(err), model_version=self.provenance.get("version")))
-        return out
+                self.check(request)
+                expand_cfg, k = self._expand_config(request)
+                seed_rows, used, unknown = resolve_seeds(self.model, list(request.seed_ids))
+                threshold = calibrated_threshold(embeddings, seed_rows, expand_cfg)
+            except ValueError as err:  # InvalidRequest included
+                out[i] = ExpandResponse(campaign=request.campaign, error=str(err), model_version=self.provenance.get("version"))
+                continue
+            campaign = BatchCampaign(request.campaign or str(i), seed_rows, k, threshold)
+            groups.setdefault(expand_cfg.aggregation, []).append((i, campaign, used, unknown))
+        for aggregation, members in groups.items():
+            rankings = rank_campaigns(embeddings, [m[1] for m in members], aggregation)
+            for (i, campaign, used, unknown), ranking in zip(members, rankings, strict=True):
+                request = requests[i]
+                explanations = None
+                if request.explain:
+                    explanations = explain_lookalikes(
+                        embeddings, self.model.user_ids, ranking.rows, campaign.seed_rows, self.shared_items
+                    )
+                result = ExpansionResult(
+                    rows=ranking.rows,
+                    user_ids=self.model.user_ids[ranking.rows],
+                    scores=ranking.scores,
+                    seeds_used=used,
+                    unknown_seeds=unknown,
+                    aggregation=aggregation,
+                    threshold=campaign.threshold,
+                    k=campaign.k,
+                    candidate_source="exact",
+                    model_name=self.model.model_name,
+                    explanations=explanations,
+                )
+                out[i] = self._response(request, result)
+        return [answer for answer in out if answer is not None]
 
     # ------------------------------------------------------------------------------------------- status
     def health(self) -> HealthResponse:

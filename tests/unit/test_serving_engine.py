@@ -48,7 +48,7 @@ def test_batch_keeps_going_past_a_bad_campaign(engine):
         [ExpandRequest(seed_ids=["u3"], k=5, campaign="a"), ExpandRequest(seed_ids=["ghost"], campaign="b")]
     )
     assert answers[0].n_lookalikes == 5 and answers[0].error is None
-    assert answers[1].lookalikes == [] and "ghost" in answers[1].error
+    assert answers[1].lookalikes == [] and "none of the 1 seed ids is known" in answers[1].error
 
 
 def test_request_schema_rejects_bad_input():

@@ -1,0 +1,190 @@
+"""Many campaigns at once (GLoM §3.7 for a night's worth of audiences): one blocked matrix product of every
+user against every campaign, and a running per-campaign top k.
+
+Scoring campaign by campaign reads the whole embedding matrix once per campaign; here it is read once per
+*chunk* of campaigns. For each block of users the scores against the chunk's queries come from one GEMM
+(``mean``: the campaigns' centroids; ``max`` / ``probabilistic``: every seed of every campaign, reduced per
+campaign with ``reduceat``), seeds are masked out, and only scores that beat a campaign's current k-th
+best (and reach its T) leave the block. The result is brute force's ranking for every campaign: the same
+scores as ``aggregate_similarity``, the same order as ``top_k_order`` (best first, ties by lower row).
+
+Memory: the embedding matrix is only read; the working set is one score block (``block_bytes``), the
+block's normalised rows and the chunk's running top k (``state_entries``), so it stays a fraction of the
+matrix however many campaigns there are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from glom_plugin.expand.aggregation import AGGREGATIONS, l2_normalize
+from glom_plugin.expand.topk import top_k_order
+
+BLOCK_BYTES = 32 << 20  # one block of float32 scores
+STATE_ENTRIES = 4 << 20  # running (campaign, score, row) entries kept per chunk
+MAX_QUERY_COLUMNS = 8192  # query columns (centroids or seeds) per chunk
+
+
+@dataclass(frozen=True)
+class BatchCampaign:
+    """One campaign's resolved seed rows, its k and its T (None: no threshold)."""
+
+    name: str
+    seed_rows: np.ndarray
+    k: int
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchRanking:
+    campaign: BatchCampaign
+    rows: np.ndarray  # best first
+    scores: np.ndarray  # float32, aligned with rows
+
+
+def _queries(embeddings: np.ndarray, chunk: list[BatchCampaign], aggregation: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(d x columns) query matrix and, for per-seed aggregations, each campaign's first column."""
+    if aggregation == "mean":
+        centroids = [l2_normalize(l2_normalize(embeddings[c.seed_rows]).mean(axis=0, keepdims=True))[0] for c in chunk]
+        return np.ascontiguousarray(np.stack(centroids).T), None
+    seeds = l2_normalize(embeddings[np.concatenate([c.seed_rows for c in chunk])])
+    starts = np.cumsum([0] + [len(c.seed_rows) for c in chunk[:-1]])
+    return np.ascontiguousarray(seeds.T), starts
+
+
+def _aggregate(sims: np.ndarray, aggregation: str, starts: np.ndarray | None) -> np.ndarray:
+    if aggregation == "mean":
+        return sims
+    if aggregation == "max":
+        return np.maximum.reduceat(sims, starts, axis=1)
+    clipped = np.clip(sims, 0.0, 1.0 - 1e-7, out=sims)
+    return -np.expm1(np.add.reduceat(np.log1p(-clipped, out=clipped), starts, axis=1))
+
+
+def _float32_at_least(threshold: float | None) -> np.float32:
+    """The largest float32 g with (score > g) <=> (score >= threshold) for float32 scores."""
+    if threshold is None:
+        return np.float32(-np.inf)
+    t = np.float32(threshold)
+    if float(t) < threshold:
+        t = np.nextafter(t, np.float32(np.inf))
+    return np.nextafter(t, np.float32(-np.inf))
+
+
+class _RunningTopK:
+    """Per campaign, the best k (score, row) seen so far, as padded (campaigns x k_max) arrays.
+
+    New entries are buffered and merged in bulk (one lexsort), so the cost is O(entries log entries)
+    overall, not per block; the k-th best used for pruning may lag a merge behind, which only lets a few
+    more entries through — never drops one that belongs.
+    """
+
+    def __init__(self, ks: np.ndarray) -> None:
+        self.ks = ks
+        self.k_max = int(ks.max())
+        n = len(ks)
+        self.scores = np.full((n, self.k_max), -np.inf, dtype=np.float32)
+        self.rows = np.full((n, self.k_max), -1, dtype=np.int64)
+        self.kth = np.full(n, -np.inf, dtype=np.float32)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending_size = 0
+
+    def add(self, campaigns: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> None:
+        self._pending.append((campaigns, scores, rows))
+        self._pending_size += len(campaigns)
+        if self._pending_size >= self.scores.size:
+            self.merge()
+
+    def merge(self) -> None:
+        if not self._pending:
+            return
+        live = self.rows >= 0
+        held_c = np.nonzero(live)[0]
+        campaigns = np.concatenate([held_c] + [p[0] for p in self._pending])
+        scores = np.concatenate([self.scores[live]] + [p[1] for p in self._pending])
+        rows = np.concatenate([self.rows[live]] + [p[2] for p in self._pending])
+        self._pending, self._pending_size = [], 0
+        order = np.lexsort((rows, -scores, campaigns))  # by campaign, best first, ties by lower row
+        campaigns, scores, rows = campaigns[order], scores[order], rows[order]
+        first = np.searchsorted(campaigns, campaigns, side="left")
+        rank = np.arange(len(campaigns)) - first
+        keep = rank < self.ks[campaigns]
+        campaigns, scores, rows, rank = campaigns[keep], scores[keep], rows[keep], rank[keep]
+        self.scores.fill(-np.inf)
+        self.rows.fill(-1)
+        self.scores[campaigns, rank] = scores
+        self.rows[campaigns, rank] = rows
+        self.kth = self.scores[np.arange(len(self.ks)), self.ks - 1]
+
+    def result(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        self.merge()
+        live = self.rows[c] >= 0
+        return self.rows[c][live], self.scores[c][live]
+
+
+def campaign_chunks(campaigns: list[BatchCampaign], aggregation: str, state_entries: int) -> Iterator[list[BatchCampaign]]:
+    """Consecutive campaigns whose query columns and padded running top k (campaigns x largest k) fit."""
+    chunk: list[BatchCampaign] = []
+    columns = k_max = 0
+    for campaign in campaigns:
+        width = 1 if aggregation == "mean" else len(campaign.seed_rows)
+        wider = max(k_max, campaign.k)
+        if chunk and (columns + width > MAX_QUERY_COLUMNS or (len(chunk) + 1) * wider > state_entries):
+            yield chunk
+            chunk, columns, wider = [], 0, campaign.k
+        chunk.append(campaign)
+        columns += width
+        k_max = wider
+    if chunk:
+        yield chunk
+
+
+def rank_campaigns(
+    embeddings: np.ndarray,
+    campaigns: list[BatchCampaign],
+    aggregation: str = "mean",
+    block_bytes: int = BLOCK_BYTES,
+    state_entries: int = STATE_ENTRIES,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[BatchRanking]:
+    """Each campaign's exact top k (score >= T) over every non-seed user, in input order, chunk by chunk.
+
+    ``progress(n_users)`` is called after each block of users of each chunk.
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
+    for campaign in campaigns:
+        if len(campaign.seed_rows) == 0 or campaign.k < 1:
+            raise ValueError(f"campaign {campaign.name!r}: needs at least one seed and k >= 1")
+    n = len(embeddings)
+    for chunk in campaign_chunks(campaigns, aggregation, state_entries):
+        queries, starts = _queries(embeddings, chunk, aggregation)
+        block = max(1, min(n, block_bytes // (4 * queries.shape[1])))
+        top = _RunningTopK(np.array([min(c.k, n) for c in chunk]))
+        floors = np.array([_float32_at_least(c.threshold) for c in chunk], dtype=np.float32)
+        seed_rows = np.concatenate([c.seed_rows for c in chunk])
+        seed_campaign = np.repeat(np.arange(len(chunk)), [len(c.seed_rows) for c in chunk])
+        by_row = np.argsort(seed_rows, kind="stable")
+        seed_rows, seed_campaign = seed_rows[by_row], seed_campaign[by_row]
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            scores = _aggregate(l2_normalize(embeddings[start:stop]) @ queries, aggregation, starts)
+            lo, hi = np.searchsorted(seed_rows, [start, stop])
+            scores[seed_rows[lo:hi] - start, seed_campaign[lo:hi]] = -np.inf  # seeds are never lookalikes
+            gate = np.maximum(top.kth, floors)
+            if top.k_max < stop - start and not np.isfinite(top.kth).any():
+                # nothing kept yet: the block's own k-th best bounds each campaign's final k-th best from
+                # below; ties with it pass (the lower row must be able to win them in the merge)
+                kth = -np.partition(-scores, top.k_max - 1, axis=0)[top.k_max - 1]
+                gate = np.maximum(gate, np.nextafter(kth, np.float32(-np.inf)))
+            r, c = np.nonzero(scores > gate[None, :])
+            top.add(c, scores[r, c], r + start)
+            if progress is not None:
+                progress(stop - start)
+        for i, campaign in enumerate(chunk):
+            rows, scores = top.result(i)
+            order = top_k_order(scores, campaign.k)  # already ordered; keeps the tie rule explicit
+            yield BatchRanking(campaign, rows[order], scores[order])
