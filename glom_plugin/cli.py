@@ -209,6 +209,10 @@ def evaluate(
     sweeps: Annotated[bool, typer.Option(help="also recall vs embedding size and vs seed-list size")] = False,
     sweep_models: Annotated[str, typer.Option(help="models for the sweeps (default: the first GLoM variant)")] = "",
     sweep_runs: Annotated[int | None, typer.Option(help="runs per sweep point (default: --runs)")] = None,
+    protocols: Annotated[
+        str,
+        typer.Option(help="comma-separated evaluate.candidates values to report from the same fits, e.g. sampled,all"),
+    ] = "",
     config: ConfigOpt = None,
     run_dir: RunDirOpt = None,
     set_: SetOpt = None,
@@ -218,11 +222,11 @@ def evaluate(
     names = _models(models) if models else cfg.evaluate.models
     paths = pipeline.evaluate(
         cfg, names, runs=runs, sweeps=sweeps, sweep_models=_models(sweep_models) if sweep_models else None,
-        sweep_runs=sweep_runs,
+        sweep_runs=sweep_runs, protocols=[p.strip() for p in protocols.split(",") if p.strip()] or None,
     )
-    table = paths.get("table")
-    if table:
-        typer.echo(Path(table).read_text())
+    for key in ("table", *(k for k in paths if k.endswith(":table"))):
+        if key in paths:
+            typer.echo(Path(paths[key]).read_text())
     for name, path in paths.items():
         typer.echo(f"{name}: {path}")
 

@@ -239,13 +239,22 @@ def evaluate(
     sweeps: bool = False,
     sweep_models: list[str] | None = None,
     sweep_runs: int | None = None,
+    protocols: list[str] | None = None,
 ) -> dict[str, Path]:
-    """Run the paper's protocol for the named models, write the report and log it to MLflow."""
+    """Run the protocol(s) for the named models, write the report(s) and log them to MLflow.
+
+    ``protocols`` (``evaluate.candidates`` values, default: the configured one) share one fit per model
+    and run. The configured protocol's report goes to ``evaluate/`` and decides the champion; any other
+    to ``evaluate/candidates-<name>/`` (its paths are returned with that prefix).
+    """
     from glom_plugin.evaluate.report import log_to_mlflow, write_report
-    from glom_plugin.evaluate.runner import run_evaluation, sweep_embedding_size, sweep_seed_size
+    from glom_plugin.evaluate.runner import evaluate_protocols, sweep_embedding_size, sweep_seed_size
 
     layout = layout_for(cfg)
-    result = run_evaluation(cfg, layout, model_names, runs=runs)
+    main = cfg.evaluate.candidates
+    modes = [main] + [m for m in (protocols or []) if m != main]
+    results = evaluate_protocols(cfg, layout, model_names, modes, runs=runs)
+    result = results[main]
     if sweeps:
         # Fig. 5 / Fig. 6 are drawn for GLoM (Attn1 first); without a GLoM variant, for the first non-random model.
         glom = sorted((m for m in model_names if m.startswith("glom")), key=lambda m: m != "glom-attn1")
@@ -255,6 +264,10 @@ def evaluate(
             result.seed_sweep = sweep_seed_size(cfg, layout, chosen, runs=sweep_runs or runs)
     paths = write_report(result, layout.evaluate_dir)
     log_to_mlflow(result, cfg, paths)
+    for mode in modes[1:]:
+        other = write_report(results[mode], layout.evaluate_dir / f"candidates-{mode}")
+        log_to_mlflow(results[mode], cfg.with_overrides(**{"evaluate.candidates": mode}), other)
+        paths.update({f"{mode}:{name}": path for name, path in other.items()})
     promote_registered(cfg, layout, result.summary())
     return paths
 

@@ -335,10 +335,10 @@ def log_to_mlflow(result: EvaluationResult, cfg: GlomConfig, paths: dict[str, Pa
     mlflow = _mlflow()
     tracking_uri = configure_tracking(cfg)
     client = MlflowClient(tracking_uri=tracking_uri)
-    run_name = f"evaluate{'-' + result.label if result.label else ''}"
+    run_name = f"evaluate-{result.protocol}{'-' + result.label if result.label else ''}"
     with _start_run(mlflow, cfg, run_name) as run:
         run_id = run.info.run_id
-        tags = {"glom.stage": "evaluate", "memory_method": result.memory_method}
+        tags = {"glom.stage": "evaluate", "glom.protocol": result.protocol, "memory_method": result.memory_method}
         for model, row in result.summary().items():
             if row["failures"]:
                 first = row["failures"][0]

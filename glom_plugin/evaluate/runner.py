@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -59,6 +59,7 @@ class RunInputs:
     samples: list[TaskSample]
     skipped: list[dict[str, str]]  # tasks this run cannot evaluate, with why
     n_held_out: int  # purchase edges removed from the training data
+    splits: list = field(default_factory=list)  # the run's TaskSplits, to sample other protocols from
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,18 @@ class ProtocolTasks:
         samples, skipped = sample_tasks(
             splits, self.purchasers, data, ev.negative_ratio, cfg.seed, run, ev.candidates
         )
-        return RunInputs(data, samples, skipped, len(held_out))
+        return RunInputs(data, samples, skipped, len(held_out), splits)
+
+    def samples_for(
+        self, inputs: RunInputs, cfg: GlomConfig, run: int, candidates: str
+    ) -> tuple[list[TaskSample], list[dict[str, str]]]:
+        """The same run's tasks sampled under another protocol (``evaluate.candidates``): same split, same
+        training data, so the models fitted once serve both."""
+        if candidates == cfg.evaluate.candidates:
+            return inputs.samples, inputs.skipped
+        return sample_tasks(
+            inputs.splits, self.purchasers, inputs.data, cfg.evaluate.negative_ratio, cfg.seed, run, candidates
+        )
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,35 @@ def run_evaluation(
 
 
 PARTIAL_TABLE = "table.partial.md"
+
+
+def evaluate_protocols(
+    cfg: GlomConfig,
+    layout: RunLayout,
+    model_names: list[str],
+    protocols: Sequence[str],
+    runs: int | None = None,
+    *,
+    data_builder: DataBuilder = build_training_data,
+) -> dict[str, EvaluationResult]:
+    """Table 2 under several protocols (``evaluate.candidates`` values) from ONE fit per model and run:
+    the split and the training data do not depend on the protocol, only who the campaigns rank does.
+    ``evaluate/table.partial.md`` holds the first protocol's table after each run."""
+    if not protocols:
+        raise ValueError("no protocol to evaluate")
+    variants = [
+        _Variant(f"candidates={mode}", cfg.with_overrides(**{"evaluate.candidates": mode})) for mode in protocols
+    ]
+
+    def checkpoint(results: list[EvaluationResult]) -> None:
+        from glom_plugin.evaluate.report import markdown_table
+
+        write_text(markdown_table(results[0]), layout.evaluate_dir / PARTIAL_TABLE)
+
+    results = _run_protocol(cfg, layout, model_names, runs, variants, data_builder, checkpoint)
+    for result in results:
+        result.label = ""  # the protocol line of each table says which one it is
+    return dict(zip(protocols, results, strict=True))
 
 
 def sweep_embedding_size(
@@ -196,10 +237,12 @@ def _run_protocol(
         )
         for v in variants
     ]
-    # Variants sharing a model config share one fit per model and run (the seed-size sweep).
+    # Variants sharing a model config share one fit per model and run (the seed-size sweep, the protocols:
+    # no model reads evaluate.candidates, so it is left out of the key).
     groups: dict[str, list[int]] = {}
     for index, variant in enumerate(variants):
-        groups.setdefault(variant.model_cfg.model_dump_json(), []).append(index)
+        key = variant.model_cfg.with_overrides(**{"evaluate.candidates": "sampled"}).model_dump_json()
+        groups.setdefault(key, []).append(index)
 
     progress = tqdm(
         total=n_runs * len(model_names) * len(tasks) * len(variants), desc="evaluate", unit="campaign"
@@ -207,10 +250,14 @@ def _run_protocol(
     try:
         for run in range(n_runs):
             inputs = protocol.run_inputs(cfg, layout, run, data_builder)
-            data, samples, skipped = inputs.data, inputs.samples, inputs.skipped
-            progress.update(len(skipped) * len(model_names) * len(variants))
+            data = inputs.data
+            sampled = {
+                i: protocol.samples_for(inputs, cfg, run, v.model_cfg.evaluate.candidates)
+                for i, v in enumerate(variants)
+            }
+            progress.update(sum(len(skipped) for _, skipped in sampled.values()) * len(model_names))
             data_summary = _data_summary(data, inputs.n_held_out)
-            campaigns = {i: [s.campaign(v.seed_size) for s in samples] for i, v in enumerate(variants)}
+            campaigns = {i: [s.campaign(v.seed_size) for s in sampled[i][0]] for i, v in enumerate(variants)}
             model_runs: dict[int, dict[str, ModelRun]] = {i: {} for i in range(len(variants))}
             for members in groups.values():
                 for name in model_names:
@@ -228,6 +275,7 @@ def _run_protocol(
                         if run == 0 and pooled is not None:
                             results[i].pooled_run0[name] = pooled
             for i in range(len(variants)):
+                samples, skipped = sampled[i]
                 records = [
                     {"item_id": s.split.task.item_id, **c.counts(), **s.notes}
                     for s, c in zip(samples, campaigns[i], strict=True)

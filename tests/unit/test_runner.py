@@ -194,3 +194,33 @@ def test_realistic_protocol_ranks_the_population_and_tables_the_reference(tmp_pa
     assert "PR-AUC / cosine-centroid" in table
     row = next(line for line in table.splitlines() if line.startswith("| cosine-centroid |"))
     assert "| 1.00 |" in row  # the reference against itself
+
+
+class FitCountingModel(EmbeddingLookalikeModel):
+    """Random-projection embeddings that count their fits, to prove protocols share one fit."""
+
+    fits = 0
+
+    def fit(self, data: LookalikeData) -> FitCountingModel:
+        type(self).fits += 1
+        self.embeddings = np.random.default_rng(self.seed).normal(size=(data.n_users, 4))
+        return self
+
+
+def test_protocols_share_one_fit_and_match_single_protocol_runs(tmp_path: Path) -> None:
+    from glom_plugin.evaluate.runner import evaluate_protocols
+
+    layout = write_run(tmp_path)
+    cfg = small_config(tmp_path)
+    counting = "tests.unit.test_runner:FitCountingModel"
+    FitCountingModel.fits = 0
+    both = evaluate_protocols(cfg, layout, [counting, "cosine-centroid"], ["sampled", "all"], runs=2)
+    assert FitCountingModel.fits == 2  # one per run, not one per run and protocol
+    assert both["sampled"].protocol == "sampled" and both["all"].protocol == "all"
+    for mode, result in both.items():
+        alone = run_evaluation(cfg.with_overrides(**{"evaluate.candidates": mode}), layout, ["cosine-centroid"], runs=2)
+        assert result.summary()["cosine-centroid"]["pr_auc"] == alone.summary()["cosine-centroid"]["pr_auc"]
+        assert [c["n_candidates"] for c in result.runs[1].campaigns] == [
+            c["n_candidates"] for c in alone.runs[1].campaigns
+        ]
+    assert both["all"].runs[0].campaigns[0]["n_candidates"] > both["sampled"].runs[0].campaigns[0]["n_candidates"]
