@@ -148,16 +148,19 @@ def features(
     pipeline.print_json(pipeline.features(_config(config, run_dir, set_), online=online))
 
 
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue a killed run from its last epoch checkpoint")]
+
+
 @app.command()
-def pretrain(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
+def pretrain(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None, resume: ResumeOpt = False) -> None:
     """Train the pre-trained model PM (§3.5)."""
-    pipeline.print_json(pipeline.pretrain(_config(config, run_dir, set_)).summary())
+    pipeline.print_json(pipeline.pretrain(_config(config, run_dir, set_), resume=resume).summary())
 
 
 @app.command()
-def train(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None) -> None:
+def train(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None, resume: ResumeOpt = False) -> None:
     """Train GLoM (PM then GLM, §3.5-3.7), save the model, log and register it in MLflow."""
-    pipeline.print_json(pipeline.train(_config(config, run_dir, set_)).summary())
+    pipeline.print_json(pipeline.train(_config(config, run_dir, set_), resume=resume).summary())
 
 
 @app.command()

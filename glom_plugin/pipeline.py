@@ -131,19 +131,19 @@ def features(cfg: GlomConfig, online: bool = True) -> dict[str, Any]:
             "materialized": online}
 
 
-def pretrain(cfg: GlomConfig) -> Any:
+def pretrain(cfg: GlomConfig, resume: bool = False) -> Any:
     from glom_plugin.models.glom import run_pretrain_stage
     from glom_plugin.run_integrity import clean_orphans, finish_stage
 
     layout = layout_for(cfg)
     inputs = _model_inputs(layout, "glom pretrain")
     clean_orphans(layout.root)
-    artifact = run_pretrain_stage(cfg, layout)
+    artifact = run_pretrain_stage(cfg, layout, resume=resume)
     finish_stage(layout, "pm", cfg, inputs, {"users": artifact.n_users})
     return artifact
 
 
-def train(cfg: GlomConfig, register: bool = True) -> Any:
+def train(cfg: GlomConfig, register: bool = True, resume: bool = False) -> Any:
     """GLM on PM; the trained model is logged to MLflow and registered as a new version.
 
     The version is not made champion here: the model was trained on all data, so its quality is only known
@@ -155,7 +155,7 @@ def train(cfg: GlomConfig, register: bool = True) -> Any:
     layout = layout_for(cfg)
     inputs = _model_inputs(layout, "glom train")
     clean_orphans(layout.root)
-    trained = run_train_stage(cfg, layout)
+    trained = run_train_stage(cfg, layout, resume=resume)
     if cfg.glm.use_pm and not outputs_match(layout, "pm"):  # PM was (re)trained on the way
         finish_stage(layout, "pm", cfg, inputs, {"users": trained.n_users})
     finish_stage(layout, "glm", cfg, (*inputs, "pm") if cfg.glm.use_pm else inputs, {"users": trained.n_users})

@@ -19,6 +19,7 @@ from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
 from glom_plugin.models.base import EmbeddingLookalikeModel
+from glom_plugin.models.checkpoint import EpochCheckpoint, fingerprint, without_epochs
 from glom_plugin.models.training import GLMResult, PMResult, fit_glm, fit_pm
 
 log = logging.getLogger(__name__)
@@ -104,12 +105,29 @@ def _pm_artifact(result: PMResult, data: LookalikeData, cfg: GlomConfig) -> Trai
     )
 
 
-def run_pretrain_stage(cfg: GlomConfig, layout: RunLayout) -> TrainedModel:
-    """``glom pretrain``: fit PM (§3.5) and save it to ``models/pm``."""
+def pm_checkpoint(cfg: GlomConfig, layout: RunLayout, data: LookalikeData, resume: bool) -> EpochCheckpoint:
+    """PM's per-epoch checkpoint (``models/checkpoints/pm.pt``), keyed to the data and PM settings."""
+    key = fingerprint(without_epochs(cfg.pm.model_dump()), cfg.seed, cfg.graph.model_dump(), data.n_users,
+                      data.n_items, len(data.edges), len(data.similarity), data.user_profile_embeddings is not None)
+    return EpochCheckpoint(layout.models_dir / "checkpoints" / "pm.pt", key, resume)
+
+
+def glm_checkpoint(cfg: GlomConfig, layout: RunLayout, pm: PMResult | None, resume: bool) -> EpochCheckpoint:
+    """GLM's per-epoch checkpoint, keyed to its settings and to the PM embeddings it starts from."""
+    start = pm.node_embeddings if pm is not None else np.empty(0)
+    key = fingerprint(without_epochs(cfg.glm.model_dump()), cfg.pm.model_dump(), cfg.seed, cfg.graph.model_dump(),
+                      cfg.expand.center, start)
+    return EpochCheckpoint(layout.models_dir / "checkpoints" / "glm.pt", key, resume)
+
+
+def run_pretrain_stage(cfg: GlomConfig, layout: RunLayout, resume: bool = False) -> TrainedModel:
+    """``glom pretrain``: fit PM (§3.5) and save it to ``models/pm`` (checkpointing every epoch)."""
     data = load_training_data(cfg, layout)
-    result = fit_pm(data, cfg, seed=cfg.seed)
+    checkpoint = pm_checkpoint(cfg, layout, data, resume)
+    result = fit_pm(data, cfg, seed=cfg.seed, checkpoint=checkpoint)
     artifact = _pm_artifact(result, data, cfg)
     artifact.save(layout.pm_dir)
+    checkpoint.discard()
     return artifact
 
 
@@ -183,16 +201,20 @@ def _pm_from_artifact(cfg: GlomConfig, layout: RunLayout, data: LookalikeData) -
     )
 
 
-def run_train_stage(cfg: GlomConfig, layout: RunLayout) -> TrainedModel:
-    """``glom train``: GLM (§3.6) on top of the saved PM (retrained if absent or stale); saves ``models/glm``."""
+def run_train_stage(cfg: GlomConfig, layout: RunLayout, resume: bool = False) -> TrainedModel:
+    """``glom train``: GLM (§3.6) on top of the saved PM (retrained if absent or stale); saves ``models/glm``.
+    PM and GLM checkpoint every epoch; ``resume`` continues a killed run from its last checkpoint."""
     data = load_training_data(cfg, layout)
     pm = None
     if cfg.glm.use_pm:
         pm = _pm_from_artifact(cfg, layout, data)
         if pm is None:
-            pm = fit_pm(data, cfg, seed=cfg.seed)
+            checkpoint = pm_checkpoint(cfg, layout, data, resume)
+            pm = fit_pm(data, cfg, seed=cfg.seed, checkpoint=checkpoint)
             _pm_artifact(pm, data, cfg).save(layout.pm_dir)
-    glm = fit_glm(data, cfg, seed=cfg.seed, pm=pm)
+            checkpoint.discard()
+    glm_ckpt = glm_checkpoint(cfg, layout, pm, resume)
+    glm = fit_glm(data, cfg, seed=cfg.seed, pm=pm, checkpoint=glm_ckpt)
     metrics = {"glm": glm.history.to_dict(), "relations": glm.triples.counts()}
     if pm is not None:
         metrics["pm"] = pm.history.to_dict()
@@ -208,4 +230,5 @@ def run_train_stage(cfg: GlomConfig, layout: RunLayout) -> TrainedModel:
         state_dict={"glm": glm.model.state_dict(), "relation_names": list(glm.triples.relation_names)},
     )
     artifact.save(layout.glm_dir)
+    glm_ckpt.discard()
     return artifact

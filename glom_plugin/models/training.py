@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from glom_plugin.config import GlomConfig
 from glom_plugin.data.schema import RELATION_INTERACTED
 from glom_plugin.graph.dataset import LookalikeData
+from glom_plugin.models.checkpoint import EpochCheckpoint
 from glom_plugin.models.glm import GraphLearningModel, build_message_graph, resolve_backend
 from glom_plugin.models.kg import KnowledgeTriples, build_knowledge_triples
 from glom_plugin.models.lookalike_validation import LookalikeValidation
@@ -183,6 +184,7 @@ def fit_pm(
     device: str | None = None,
     triples: KnowledgeTriples | None = None,
     progress: bool = True,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> PMResult:
     """Train PM (Eq. 2) on the KG of ``data``; returns the model and its node/relation embeddings."""
     device = torch.device(device or cfg.resolved_device())
@@ -217,7 +219,8 @@ def fit_pm(
     stopper = EarlyStopping(cfg.pm.patience)
     negatives = max(int(cfg.pm.negatives), 1)
 
-    epochs = tqdm(range(cfg.pm.epochs), desc="PM epochs", disable=not progress, leave=False)
+    first = checkpoint.restore(model, optimizers, generator, history, stopper) if checkpoint else 0
+    epochs = tqdm(range(first, cfg.pm.epochs), desc="PM epochs", disable=not progress, leave=False)
     for epoch in epochs:
         start = time.perf_counter()
         model.train()
@@ -240,7 +243,10 @@ def fit_pm(
             total += float(loss.detach())
             batches += 1
         validate = None if validation is None else (lambda: _pm_validation(model, validation, interacted))
-        if _close_epoch(history, epochs, stopper, model, epoch, start, total / max(batches, 1), device, validate):
+        stop = _close_epoch(history, epochs, stopper, model, epoch, start, total / max(batches, 1), device, validate)
+        if checkpoint:
+            checkpoint.save(epoch, stop, model, optimizers, generator, history, stopper)
+        if stop:
             break
     _finish_training(history, stopper, model)
     return PMResult(
@@ -306,6 +312,7 @@ def fit_glm(
     device: str | None = None,
     pm: PMResult | None = None,
     progress: bool = True,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> GLMResult:
     """Train GLM on the KG of ``data`` with ``cfg.glm.objective`` (Eq. 9, or the seed-set episodes of
     ``seedset.py``); h^0 from ``pm`` when ``cfg.glm.use_pm`` (random otherwise)."""
@@ -372,14 +379,18 @@ def fit_glm(
             batches += 1
         return total, batches
 
+    first = checkpoint.restore(model, [optimizer], generator, history, stopper, rng) if checkpoint else 0
     epochs = tqdm(
-        range(cfg.glm.epochs), desc=f"GLM-{cfg.glm.aggregator} epochs", disable=not progress, leave=False
+        range(first, cfg.glm.epochs), desc=f"GLM-{cfg.glm.aggregator} epochs", disable=not progress, leave=False
     )
     for epoch in epochs:
         start = time.perf_counter()
         model.train()
         total, batches = seedset.epoch(model, optimizer) if seedset is not None else eq9_epoch()
-        if _close_epoch(history, epochs, stopper, model, epoch, start, total / max(batches, 1), device, validate):
+        stop = _close_epoch(history, epochs, stopper, model, epoch, start, total / max(batches, 1), device, validate)
+        if checkpoint:
+            checkpoint.save(epoch, stop, model, [optimizer], generator, history, stopper, rng)
+        if stop:
             break
     _finish_training(history, stopper, model)
     with torch.no_grad():
