@@ -356,9 +356,18 @@ class ServingConfig(_Section):
     max_seeds: int = 100_000
     max_k: int = 100_000
     max_campaigns_per_batch: int = 256
-    # faiss index the service builds at start-up (glom_plugin.expand.index): "auto" picks by user count;
-    # "ivf" starts much faster than "hnsw" for 100k+ users (benchmarks/results/serving.md).
+    # faiss index the service builds at start-up (glom_plugin.expand.index): "auto" = exact flat up to
+    # 50k users, IVF above (benchmarks/results/index.md); index_nprobe = IVF lists scanned per query
+    # (None: the index module's 16, recall@100 = 1.0 on the 1M-user benchmark).
     index_kind: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    index_nprobe: int | None = Field(None, ge=1)
+    # Process model (docs/PLATFORM.md, benchmarks/results/serving.md): one worker process per core, each
+    # answering one request at a time with single-threaded faiss/BLAS — a request is ~1 ms of CPU, so
+    # more threads only contend for the GIL and the cores. "cpu_count" = one per core.
+    workers: int | Literal["cpu_count"] = "cpu_count"
+    threads: int = Field(1, ge=1)  # BentoML request threads per worker
+    search_threads: int = Field(1, ge=1)  # faiss (OpenMP) threads per worker
+    access_log: bool = False  # a log line per request: CPU a 1 ms request cannot spare on 2 cores
 
 
 class TrackingConfig(_Section):

@@ -79,6 +79,14 @@ def _interactions_for(model: TrainedModel) -> pd.DataFrame | None:
     return frame.astype({"user_id": str, "item_id": str})
 
 
+def _set_search_threads(threads: int) -> None:
+    """faiss's OpenMP threads for searches: one per worker (``serving.search_threads``). A ~1 ms search
+    split over threads spends more on waking them than it saves, and the other core has its own worker."""
+    import faiss
+
+    faiss.omp_set_num_threads(int(threads))
+
+
 class ExpansionEngine:
     """One loaded model + its ANN index; ``expand`` for one campaign, ``expand_many`` for a batch."""
 
@@ -100,8 +108,11 @@ class ExpansionEngine:
         # built once: an explained request then costs O(lookalikes), not a groupby over every interaction
         self.shared_items = SharedItems.from_interactions(interactions) if interactions is not None else None
         start = time.perf_counter()
-        self.index: UserIndex = index or build_index(self.model.user_embeddings, kind=cfg.serving.index_kind, seed=cfg.seed)
+        self.index: UserIndex = index or build_index(
+            self.model.user_embeddings, kind=cfg.serving.index_kind, seed=cfg.seed, nprobe=cfg.serving.index_nprobe
+        )
         self.index_build_seconds = time.perf_counter() - start
+        _set_search_threads(cfg.serving.search_threads)  # the build used every core; a request uses one
         self.model.user_index()  # warm the id map before the first request
         log.info("indexed %d users (%s) in %.2fs", self.model.n_users, self.index.kind, self.index_build_seconds)
 

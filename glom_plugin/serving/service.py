@@ -52,7 +52,14 @@ class BadRequest(BentoMLException):
     error_code = HTTPStatus.BAD_REQUEST
 
 
-@bentoml.service(name="glom_lookalike", traffic={"timeout": 120})
+# Workers and threads per serving.workers / serving.threads (docs/PLATFORM.md: one process per core).
+@bentoml.service(
+    name="glom_lookalike",
+    traffic={"timeout": 120},
+    workers=LIMITS.workers,
+    threads=LIMITS.threads,
+    logging={"access": {"enabled": LIMITS.access_log}},
+)
 class LookalikeService:
     def __init__(self) -> None:
         self.engine = ExpansionEngine.from_uri(resolve_model_uri(CONFIG), CONFIG)

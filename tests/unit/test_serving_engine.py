@@ -74,3 +74,14 @@ def test_seed_recall_calibrates_t_per_request(engine):
     assert looser.threshold <= answer.threshold and looser.n_lookalikes >= answer.n_lookalikes
     with pytest.raises(ValidationError):
         ExpandRequest(seed_ids=seeds, seed_recall=0.0)
+
+
+def test_index_and_thread_settings_come_from_the_serving_config():
+    import faiss
+
+    rng = np.random.default_rng(1)
+    model = TrainedModel(model_name="m", user_ids=np.array([f"u{i}" for i in range(3000)]), user_embeddings=rng.normal(size=(3000, 8)))
+    cfg = GlomConfig().with_overrides(**{"serving.index_kind": "ivf", "serving.index_nprobe": 3, "serving.search_threads": 1})
+    engine = ExpansionEngine(model, cfg, uri="local")
+    assert engine.index.kind == "ivf" and engine.index.index.nprobe == 3 and faiss.omp_get_max_threads() == 1
+    assert GlomConfig().serving.workers == "cpu_count" and GlomConfig().serving.threads == 1
