@@ -131,8 +131,10 @@ class GLMConfig(_Section):
     """§3.6–3.7: knowledge-query aggregation, linear update, margin loss (Eq. 9)."""
 
     layers: int = 2
-    aggregator: Literal["mean", "attn1", "attn2"] = "attn1"
-    epochs: int = 20
+    # Default mean: with the seed-set objective it is what expansion aggregates (the paper's variants pin
+    # their own aggregator and Eq. 9 in the registry).
+    aggregator: Literal["mean", "attn1", "attn2"] = "mean"
+    epochs: int = 30
     lr: float = 0.005
     margin: float = 1.0
     # Every GLM step propagates over the whole graph, so an epoch costs (pairs / batch) full passes:
@@ -149,9 +151,11 @@ class GLMConfig(_Section):
     patience: int = 5
     val_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     # What GLM learns: "eq9" = the paper's user-item margin loss (Eq. 9); "seedset" = campaigns built from
-    # the training graph's item audiences, InfoNCE on the audience's rank (models/seedset.py).
-    objective: Literal["eq9", "seedset"] = "eq9"
-    seedset_episodes: int = Field(256, ge=1)  # items (episodes) per epoch
+    # the training graph's item audiences, InfoNCE on the audience's rank (models/seedset.py). Default
+    # seedset: on real data Eq. 9 epochs never improved lookalike retrieval, seed-set epochs do
+    # (benchmarks/RESULTS.md, "GLoM that learns to expand").
+    objective: Literal["eq9", "seedset"] = "seedset"
+    seedset_episodes: int = Field(1024, ge=1)  # items (episodes) per epoch
     seedset_batch: int = Field(32, ge=1)  # episodes per step (each step is one full-graph pass)
     seedset_negatives: int = Field(256, ge=1)
     seedset_max_seeds: int = Field(20, ge=2)
@@ -166,7 +170,7 @@ class HybridConfig(_Section):
     # Scale of the (centred, unit-norm) GLoM embedding columns against the unit-norm TF-IDF item bag:
     # with an L2 penalty it sets how much of the campaign the classifier explains by likeness in GLoM's
     # space rather than by individual items.
-    embedding_weight: float = Field(1.0, ge=0.0)
+    embedding_weight: float = Field(0.5, ge=0.0)
     # Keep the raw item bag (and categories, per baselines.lr) beside the embeddings.
     item_bag: bool = True
     C: float = Field(1.0, gt=0.0)

@@ -219,7 +219,7 @@ def run_train_stage(cfg: GlomConfig, layout: RunLayout, resume: bool = False) ->
     if pm is not None:
         metrics["pm"] = pm.history.to_dict()
     artifact = TrainedModel(
-        model_name=f"glom-{cfg.glm.aggregator}",
+        model_name="glom-seedset" if cfg.glm.objective == "seedset" else f"glom-{cfg.glm.aggregator}",
         user_ids=data.user_ids,
         # what expansion compares (centred when expand.center), so serving ranks as the evaluation did
         user_embeddings=retrieval_vectors(glm.node_embeddings[: data.n_users], cfg.expand.center),

@@ -22,27 +22,37 @@ class ModelSpec:
 
 
 _GLOM = "glom_plugin.models.glom:GlomModel"
+_EQ9 = {"glm.objective": "eq9"}  # the paper's GLM loss; the config default is the seed-set objective
+_ATTN1 = {**_EQ9, "glm.aggregator": "attn1"}
+_SEEDSET = {"glm.objective": "seedset", "glm.aggregator": "mean"}
 
 MODEL_REGISTRY: dict[str, ModelSpec] = {
-    # GLoM and its ablations (GLoM paper Table 2 / Table 3)
-    "glom-mean": ModelSpec(_GLOM, {"glm.aggregator": "mean"}, "GLoM, mean aggregator (Eq. 3)"),
-    "glom-attn1": ModelSpec(_GLOM, {"glm.aggregator": "attn1"}, "GLoM, inner-product attention (Eq. 4-6)"),
-    "glom-attn2": ModelSpec(_GLOM, {"glm.aggregator": "attn2"}, "GLoM, learned attention (Eq. 7)"),
-    "glom-no-profiles": ModelSpec(_GLOM, {"pm.use_profiles": False}, "GLoM-Attn1 w/o U/I profiles"),
-    "glom-no-polarity": ModelSpec(_GLOM, {"graph.use_polarity_edges": False}, "GLoM-Attn1 w/o polarity edges"),
-    "glom-no-similarity": ModelSpec(_GLOM, {"graph.use_similarity_edges": False}, "GLoM-Attn1 w/o user-user edges"),
-    "glom-no-pm": ModelSpec(_GLOM, {"glm.use_pm": False}, "GLoM-Attn1 w/o the pre-trained model"),
-    "pm": ModelSpec("glom_plugin.models.pm:PretrainedModel", {}, "PM embeddings alone (§3.5)"),
-    # GLoM beyond the paper: GLM trained on campaign-like episodes; a per-campaign head over GLoM + item bag
-    "glom-seedset": ModelSpec(
-        _GLOM,
-        {"glm.aggregator": "mean", "glm.objective": "seedset"},
-        "GLoM-Mean, GLM trained on seed-set episodes, InfoNCE (beyond the paper)",
+    # GLoM and its ablations (GLoM paper Table 2 / Table 3), as the paper trains them: GLM on Eq. 9
+    "glom-mean": ModelSpec(_GLOM, {**_EQ9, "glm.aggregator": "mean"}, "GLoM, mean aggregator (Eq. 3)"),
+    "glom-attn1": ModelSpec(_GLOM, {**_EQ9, "glm.aggregator": "attn1"}, "GLoM, inner-product attention (Eq. 4-6)"),
+    "glom-attn2": ModelSpec(_GLOM, {**_EQ9, "glm.aggregator": "attn2"}, "GLoM, learned attention (Eq. 7)"),
+    "glom-no-profiles": ModelSpec(_GLOM, {**_ATTN1, "pm.use_profiles": False}, "GLoM-Attn1 w/o U/I profiles"),
+    "glom-no-polarity": ModelSpec(
+        _GLOM, {**_ATTN1, "graph.use_polarity_edges": False}, "GLoM-Attn1 w/o polarity edges"
     ),
+    "glom-no-similarity": ModelSpec(
+        _GLOM, {**_ATTN1, "graph.use_similarity_edges": False}, "GLoM-Attn1 w/o user-user edges"
+    ),
+    "glom-no-pm": ModelSpec(_GLOM, {**_ATTN1, "glm.use_pm": False}, "GLoM-Attn1 w/o the pre-trained model"),
+    "pm": ModelSpec("glom_plugin.models.pm:PretrainedModel", {}, "PM embeddings alone (§3.5)"),
+    # GLoM beyond the paper: GLM trained on campaign-like episodes (the config default, so `glom train`
+    # trains this one); a per-campaign head over its embeddings + the item bag; their ablations
+    "glom-seedset": ModelSpec(_GLOM, _SEEDSET, "GLoM-Mean, GLM trained on seed-set episodes, InfoNCE"),
     "glom-hybrid": ModelSpec(
         "glom_plugin.models.glom_hybrid:GlomHybridModel",
-        {"glm.aggregator": "mean"},
-        "GLoM-Mean embeddings + item bag, per-campaign logistic regression (beyond the paper)",
+        _SEEDSET,
+        "glom-seedset embeddings + item bag, per-campaign logistic regression",
+    ),
+    "glom-seedset-no-profiles": ModelSpec(
+        _GLOM, {**_SEEDSET, "pm.use_profiles": False}, "glom-seedset w/o U/I profiles"
+    ),
+    "glom-seedset-no-similarity": ModelSpec(
+        _GLOM, {**_SEEDSET, "graph.use_similarity_edges": False}, "glom-seedset w/o user-user edges"
     ),
     # GLoM paper baselines (§4.2)
     "lr": ModelSpec("glom_plugin.models.lr:LogisticRegressionModel", {}, "per-campaign logistic regression"),
