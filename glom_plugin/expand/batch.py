@@ -5,8 +5,8 @@ Scoring campaign by campaign reads the whole embedding matrix once per campaign;
 *chunk* of campaigns. For each block of users the scores against the chunk's queries come from one GEMM
 (``mean``: the campaigns' centroids; ``max`` / ``probabilistic``: every seed of every campaign, reduced per
 campaign with ``reduceat``), seeds are masked out, and only scores that beat a campaign's current k-th
-best (and reach its T) leave the block. The result is brute force's ranking for every campaign: the same
-scores as ``aggregate_similarity``, the same order as ``top_k_order`` (best first, ties by lower row).
+best (and reach its T) leave the block. Each campaign's short list is then re-scored exactly as online
+(``expander.shortlist_ranking``): the same users, order (best first, ties by lower row) and scores.
 
 Memory: the embedding matrix is only read; the working set is one score block (``block_bytes``), the
 block's normalised rows and the chunk's running top k (``state_entries``), so it stays a fraction of the
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glom_plugin.expand.aggregation import AGGREGATIONS, l2_normalize
-from glom_plugin.expand.topk import top_k_order
+from glom_plugin.expand.aggregation import AGGREGATIONS, SeedSet, l2_normalize
+from glom_plugin.expand.expander import RESCORE_SLACK, SEARCH_MARGIN, shortlist_ranking
 
 BLOCK_BYTES = 32 << 20  # one block of float32 scores
 STATE_ENTRIES = 4 << 20  # running (campaign, score, row) entries kept per chunk
@@ -163,8 +163,12 @@ def rank_campaigns(
     for chunk in campaign_chunks(campaigns, aggregation, state_entries):
         queries, starts = _queries(embeddings, chunk, aggregation)
         block = max(1, min(n, block_bytes // (4 * queries.shape[1])))
-        top = _RunningTopK(np.array([min(c.k, n) for c in chunk]))
-        floors = np.array([_float32_at_least(c.threshold) for c in chunk], dtype=np.float32)
+        # k + SEARCH_MARGIN per campaign and T - RESCORE_SLACK: the short list that exact_similarity
+        # re-scores, exactly as the online path does (expander.shortlist_ranking)
+        top = _RunningTopK(np.array([min(c.k + SEARCH_MARGIN, n) for c in chunk]))
+        floors = np.array(
+            [_float32_at_least(None if c.threshold is None else c.threshold - RESCORE_SLACK) for c in chunk], dtype=np.float32
+        )
         seed_rows = np.concatenate([c.seed_rows for c in chunk])
         seed_campaign = np.repeat(np.arange(len(chunk)), [len(c.seed_rows) for c in chunk])
         by_row = np.argsort(seed_rows, kind="stable")
@@ -180,11 +184,16 @@ def rank_campaigns(
                 # below; ties with it pass (the lower row must be able to win them in the merge)
                 kth = -np.partition(-scores, top.k_max - 1, axis=0)[top.k_max - 1]
                 gate = np.maximum(gate, np.nextafter(kth, np.float32(-np.inf)))
-            r, c = np.nonzero(scores > gate[None, :])
+            # flatnonzero + divmod: ~10x faster than a 2-D nonzero over the same block
+            r, c = np.divmod(np.flatnonzero(scores > gate[None, :]), scores.shape[1])
             top.add(c, scores[r, c], r + start)
             if progress is not None:
                 progress(stop - start)
         for i, campaign in enumerate(chunk):
             rows, scores = top.result(i)
-            order = top_k_order(scores, campaign.k)  # already ordered; keeps the tie rule explicit
-            yield BatchRanking(campaign, rows[order], scores[order])
+            ascending = np.argsort(rows)
+            seeds = SeedSet.of(embeddings[campaign.seed_rows])
+            rows, scores = shortlist_ranking(
+                embeddings, rows[ascending], scores[ascending], seeds, aggregation, campaign.k, campaign.threshold
+            )
+            yield BatchRanking(campaign, rows, scores)

@@ -29,11 +29,13 @@ from glom_plugin.expand.index import UserIndex, search
 
 @dataclass(frozen=True)
 class Candidates:
-    """Rows to rescore exactly (unique, ascending) and the most a row outside them could score (None: no
+    """Rows to rescore exactly (unique, ascending), their scores when the search already gave them (mean:
+    the cosine to the centroid *is* sim(u, S)), and the most a row outside them could score (None: no
     bound, the index is approximate)."""
 
     rows: np.ndarray
     outside_bound: float | None
+    scores: np.ndarray | None = None
 
 
 def _unique(ids: np.ndarray) -> np.ndarray:
@@ -52,13 +54,15 @@ def _last_scores(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def centroid_candidates(index: UserIndex, seed_units: np.ndarray, centroid: np.ndarray, budget: int) -> Candidates:
-    scores, ids = search(index, centroid[None, :], budget)
+    scores, ids = search(index, centroid[None, :], budget, normalized=True)
     bound = float(_last_scores(scores, ids)[0]) if index.exact else None
-    return Candidates(_unique(ids), bound)
+    found = ids[0] >= 0
+    order = np.argsort(ids[0][found])  # one query: its ids are already distinct
+    return Candidates(ids[0][found][order], bound, scores[0][found][order])
 
 
 def _seed_searches(index: UserIndex, seed_units: np.ndarray, centroid: np.ndarray, budget: int):
-    scores, ids = search(index, np.vstack([centroid[None, :], seed_units]), budget)
+    scores, ids = search(index, np.vstack([centroid[None, :], seed_units]), budget, normalized=True)
     return _unique(ids), _last_scores(scores[1:], ids[1:])
 
 
@@ -81,11 +85,15 @@ CANDIDATE_SEARCHES: dict[str, CandidateSearch] = {
 }
 
 
-def complete(outside_bound: float | None, ranked_scores: np.ndarray, k: int | None, threshold: float | None) -> bool:
+def complete(
+    outside_bound: float | None, ranked_scores: np.ndarray, k: int | None, threshold: float | None, slack: float = 0.0
+) -> bool:
     """Whether ``ranked_scores`` (the kept candidates' scores, best first, already cut to k and T) is
-    provably the exact answer: no user outside the candidates can reach the last place."""
+    provably the exact answer: no user outside the candidates can reach the last place. ``slack`` covers
+    the rounding between the index's scores and the re-scored ones."""
     if outside_bound is None:
         return False
+    outside_bound += slack
     if k is not None and len(ranked_scores) >= k:
         return bool(ranked_scores[k - 1] > outside_bound)
     # fewer than k kept: an outsider must not clear T (or, with no T, there must be no outsider at all)

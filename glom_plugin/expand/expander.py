@@ -28,7 +28,7 @@ import pandas as pd
 from glom_plugin.config import ExpandConfig, GlomConfig
 from glom_plugin.data.hashing import HASH_CHARS, looks_hashed
 from glom_plugin.data.id_files import read_id_list
-from glom_plugin.expand.aggregation import aggregate_similarity, l2_normalize
+from glom_plugin.expand.aggregation import SeedSet, aggregate_similarity, exact_similarity
 from glom_plugin.expand.calibration import seed_calibrated_threshold
 from glom_plugin.expand.candidates import CANDIDATE_SEARCHES, complete
 from glom_plugin.expand.explain import Explanations, SharedItems, explain_lookalikes
@@ -41,6 +41,8 @@ EXACT_MAX_USERS = 500_000
 # Extra neighbours per search beyond k + |S|, so faiss's and numpy's last-bit rounding never decides
 # who makes the top k.
 SEARCH_MARGIN = 16
+# Cosine differences between BLAS and exact_similarity are ~1e-7; this bounds them with room to spare.
+RESCORE_SLACK = 1e-5
 # A search asking for more than this share of all users costs more than scoring every user.
 SEARCH_MAX_SHARE = 0.25
 
@@ -133,12 +135,34 @@ def calibrated_threshold(embeddings: np.ndarray, seed_rows: np.ndarray, cfg: Exp
 
 
 def _select(rows: np.ndarray, scores: np.ndarray, k: int | None, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Keep score >= T, then the top k (brute force's order: best first, ties by lower row)."""
+    """Keep score >= T, then the top k (brute force's order: best first, ties by lower row; ``rows``
+    must be ascending)."""
     if threshold is not None:
         keep = scores >= threshold
         rows, scores = rows[keep], scores[keep]
     order = top_k_order(scores, k)
     return rows[order], scores[order]
+
+
+def shortlist_ranking(
+    embeddings: np.ndarray,
+    rows: np.ndarray,
+    fast_scores: np.ndarray,
+    seeds: SeedSet,
+    aggregation: str,
+    k: int | None,
+    threshold: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The last step of every path: from BLAS scores of ascending ``rows``, a short list (the top
+    k + ``SEARCH_MARGIN``, score >= T - ``RESCORE_SLACK``) re-scored with ``exact_similarity``, then T and
+    the top k. BLAS and exact scores differ by ~1e-7, far inside the margin and the slack."""
+    if threshold is not None:
+        keep = fast_scores >= threshold - RESCORE_SLACK
+        rows, fast_scores = rows[keep], fast_scores[keep]
+    if k is not None and len(rows) > k + SEARCH_MARGIN:
+        rows = np.sort(rows[top_k_order(fast_scores, k + SEARCH_MARGIN)])
+    exact = exact_similarity(embeddings[rows], seeds, aggregation)
+    return _select(rows, exact, k, threshold)
 
 
 def score_every_user(
@@ -148,7 +172,17 @@ def score_every_user(
     scores = aggregate_similarity(embeddings, embeddings[seed_rows], aggregation)
     others = np.ones(len(embeddings), dtype=bool)
     others[seed_rows] = False
-    return _select(np.flatnonzero(others), scores[others], k, threshold)
+    rows = np.flatnonzero(others)
+    return shortlist_ranking(embeddings, rows, scores[others], SeedSet.of(embeddings[seed_rows]), aggregation, k, threshold)
+
+
+def _without(rows: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Mask of ``rows`` (ascending, distinct) not in ``excluded``: a binary search, not np.isin's sort."""
+    keep = np.ones(len(rows), dtype=bool)
+    pos = np.minimum(np.searchsorted(rows, excluded), max(len(rows) - 1, 0))
+    if len(rows):
+        keep[pos[rows[pos] == excluded]] = False
+    return keep
 
 
 def rank_with_index(
@@ -164,13 +198,16 @@ def rank_with_index(
     budget = (k or 0) + len(seed_rows) + SEARCH_MARGIN
     if not k or budget > SEARCH_MAX_SHARE * index.n_users:
         return (*score_every_user(embeddings, seed_rows, aggregation, k, threshold), "exact")
-    seed_vectors = embeddings[seed_rows]
-    seed_units = l2_normalize(seed_vectors)
-    centroid = l2_normalize(seed_units.mean(axis=0, keepdims=True))[0]
-    found = CANDIDATE_SEARCHES[aggregation](index, seed_units, centroid, budget)
-    rows = found.rows[~np.isin(found.rows, seed_rows)]  # seeds are never lookalikes
-    rows, scores = _select(rows, aggregate_similarity(embeddings[rows], seed_vectors, aggregation), k, threshold)
-    if index.exact and not complete(found.outside_bound, scores, k, threshold):
+    seeds = SeedSet.of(embeddings[seed_rows])
+    found = CANDIDATE_SEARCHES[aggregation](index, seeds.units, seeds.centroid, budget)
+    others = _without(found.rows, seed_rows)  # seeds are never lookalikes
+    rows = found.rows[others]
+    if found.scores is not None:
+        fast = found.scores[others]
+    else:
+        fast = aggregate_similarity(embeddings[rows], embeddings[seed_rows], aggregation)
+    rows, scores = shortlist_ranking(embeddings, rows, fast, seeds, aggregation, k, threshold)
+    if index.exact and not complete(found.outside_bound, scores, k, threshold, slack=RESCORE_SLACK):
         return (*score_every_user(embeddings, seed_rows, aggregation, k, threshold), "exact")
     return rows, scores, index.kind
 

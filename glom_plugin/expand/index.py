@@ -95,9 +95,11 @@ def build_index(embeddings: np.ndarray, kind: IndexKind = "auto", seed: int = 0,
     return UserIndex(index=index, kind=kind, n_users=n, dim=dim)
 
 
-def search(index: UserIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cosine scores, row ids), each (n_queries, k); ids are -1 where fewer than k users were found."""
-    queries = np.ascontiguousarray(l2_normalize(np.atleast_2d(queries)))
+def search(index: UserIndex, queries: np.ndarray, k: int, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine scores, row ids), each (n_queries, k); ids are -1 where fewer than k users were found.
+    ``normalized``: the queries are unit vectors already (float32)."""
+    queries = np.atleast_2d(queries)
+    queries = np.ascontiguousarray(queries if normalized else l2_normalize(queries), dtype=np.float32)
     if queries.shape[1] != index.dim:
         raise ValueError(f"query dimension {queries.shape[1]} != index dimension {index.dim}")
     k = int(min(max(k, 1), index.n_users))

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
+# Below this many scores one sort beats partition-then-sort (fewer calls; online short lists are ~130).
+SORT_BELOW = 1024
+
 
 def top_k_order(scores: np.ndarray, k: int | None) -> np.ndarray:
     """Positions of the ``k`` best scores (all of them when k is None or >= len), best first, ties by
     lower position — the first ``k`` of a stable descending argsort, without sorting all of ``scores``."""
     scores = np.asarray(scores)
     n = len(scores)
-    if k is None or k >= n:
-        return np.lexsort((np.arange(n), -scores))
+    if k is None or k >= n or n <= SORT_BELOW:
+        return np.lexsort((np.arange(n), -scores))[:k]
     if k <= 0:
         return np.empty(0, dtype=np.int64)
     kth = scores[np.argpartition(-scores, k - 1)[:k]].min()

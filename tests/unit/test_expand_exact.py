@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from glom_plugin.config import ExpandConfig, GlomConfig
-from glom_plugin.expand.aggregation import aggregate_similarity
+from glom_plugin.expand.aggregation import aggregate_similarity, exact_similarity
 from glom_plugin.expand.candidates import complete
 from glom_plugin.expand.expander import expand_audience, rank_with_index
 from glom_plugin.expand.index import build_index
@@ -27,7 +27,7 @@ def clustered(n: int = 4000, dim: int = 16, clusters: int = 12, seed: int = 0) -
 
 def brute_force(model: TrainedModel, seed_rows: np.ndarray, aggregation: str, k: int | None, threshold: float | None):
     """Every non-seed user scored, stable descending sort — the definition of the exact ranking."""
-    scores = aggregate_similarity(model.user_embeddings, model.user_embeddings[seed_rows], aggregation)
+    scores = exact_similarity(model.user_embeddings, model.user_embeddings[seed_rows], aggregation)
     rows = np.setdiff1d(np.arange(model.n_users), seed_rows)
     rows, scores = rows, scores[rows]
     if threshold is not None:
@@ -53,7 +53,7 @@ def test_flat_index_ranking_is_brute_force(aggregation, k, threshold):
         rows, scores, _ = rank_with_index(MODEL.user_embeddings, FLAT, seeds, aggregation, k, threshold)
         want_rows, want_scores = brute_force(MODEL, seeds, aggregation, k, threshold)
         np.testing.assert_array_equal(rows, want_rows)
-        np.testing.assert_allclose(scores, want_scores, rtol=0, atol=2e-6)
+        np.testing.assert_array_equal(scores, want_scores)  # bit for bit: one scoring formula on every path
 
 
 @pytest.mark.parametrize("aggregation", ["mean", "max"])
@@ -80,10 +80,11 @@ def test_expand_audience_and_the_engine_agree_with_brute_force():
 
 def test_top_k_order_is_a_stable_descending_sort():
     rng = np.random.default_rng(3)
-    scores = rng.integers(0, 6, 500).astype(np.float32)  # many ties
-    for k in (1, 5, 37, 499, 500, 900, None):
-        np.testing.assert_array_equal(top_k_order(scores, k), np.argsort(-scores, kind="stable")[:k])
-    assert len(top_k_order(scores, 0)) == 0
+    for n in (500, 5000):  # one sort below SORT_BELOW, partition + sort above
+        scores = rng.integers(0, 6, n).astype(np.float32)  # many ties
+        for k in (1, 5, 37, 499, 500, 900, 4999, None):
+            np.testing.assert_array_equal(top_k_order(scores, k), np.argsort(-scores, kind="stable")[:k])
+        assert len(top_k_order(scores, 0)) == 0
 
 
 def test_completeness_proof():
@@ -93,3 +94,13 @@ def test_completeness_proof():
     assert not complete(0.5, ranked, k=4, threshold=None)  # fewer than k kept and no T: outsiders may fill it
     assert complete(0.5, ranked, k=4, threshold=0.6) and not complete(0.6, ranked, k=4, threshold=0.6)
     assert not complete(None, ranked, k=3, threshold=None)  # approximate index: no proof
+
+
+def test_exact_similarity_agrees_with_blas_and_does_not_depend_on_the_other_rows():
+    rng = np.random.default_rng(8)
+    users, seeds = rng.normal(size=(3000, 16)).astype(np.float32), rng.normal(size=(7, 16)).astype(np.float32)
+    for aggregation in ("mean", "max", "probabilistic"):
+        full = exact_similarity(users, seeds, aggregation)
+        np.testing.assert_allclose(full, aggregate_similarity(users, seeds, aggregation), atol=1e-6)
+        picked = rng.choice(3000, 137, replace=False)
+        np.testing.assert_array_equal(exact_similarity(users[picked], seeds, aggregation), full[picked])
