@@ -151,9 +151,8 @@ def evaluate_protocols(
     ``evaluate/table.partial.md`` holds the first protocol's table after each run."""
     if not protocols:
         raise ValueError("no protocol to evaluate")
-    variants = [
-        _Variant(f"candidates={mode}", cfg.with_overrides(**{"evaluate.candidates": mode})) for mode in protocols
-    ]
+    # no label: each table's protocol line says which protocol it is
+    variants = [_Variant("", cfg.with_overrides(**{"evaluate.candidates": mode})) for mode in protocols]
 
     def checkpoint(results: list[EvaluationResult]) -> None:
         from glom_plugin.evaluate.report import markdown_table
@@ -161,8 +160,6 @@ def evaluate_protocols(
         write_text(markdown_table(results[0]), layout.evaluate_dir / PARTIAL_TABLE)
 
     results = _run_protocol(cfg, layout, model_names, runs, variants, data_builder, checkpoint)
-    for result in results:
-        result.label = ""  # the protocol line of each table says which one it is
     return dict(zip(protocols, results, strict=True))
 
 

@@ -1,0 +1,144 @@
+"""Why do PM / GLoM embeddings rank worse than raw co-purchase vectors? One measured row per hypothesis.
+
+    python benchmarks/bench_diagnosis.py --run-dir runs/quality/digital-music --name digital-music \
+        [--runs 5] [--tasks 30] [--set key=value ...] [--only LABEL ...]
+
+Each hypothesis is a set of config overrides applied to one model (PM for the PM-side hypotheses, the
+seed-set GLoM for the GLM-side ones); every row runs the full protocol (``evaluate_protocols``: the
+paper's sampled candidates and the realistic all-users one, from the same fits, ``--runs`` runs x
+``--tasks`` tasks, leak-free as ``glom evaluate``). The reference rows (cosine-centroid, LR) are scored on
+the same campaigns. Writes ``benchmarks/results/diagnosis_<name>.md`` and ``.json`` (command, machine,
+date), rewritten after every hypothesis so an interrupted run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from glom_plugin.config import load_config
+from glom_plugin.evaluate.runner import evaluate_protocols
+from glom_plugin.layout import RunLayout
+
+# (label, model, overrides, what it tests)
+HYPOTHESES: list[tuple[str, str, dict, str]] = [
+    ("references", "cosine-centroid,lr", {}, "the rows to beat"),
+    ("pm baseline", "pm", {}, "PM as configured"),
+    ("pm dim 128", "pm", {"pm.dim": 128}, "embedding size"),
+    ("pm dim 256", "pm", {"pm.dim": 256}, "embedding size"),
+    ("pm epochs x2", "pm", {"pm.epochs": "x2"}, "training length (early stopping on link MRR)"),
+    ("pm no early stop", "pm", {"pm.val_fraction": 0.0}, "early-stopping signal: none, all epochs kept"),
+    ("pm L1 norm", "pm", {"pm.norm": 1}, "TransE norm"),
+    ("pm 4 negatives", "pm", {"pm.negatives": 4}, "negatives per positive"),
+    ("pm not centred", "pm", {"expand.center": False}, "centring before cosine"),
+    ("pm no profiles", "pm", {"pm.use_profiles": False}, "profiles on/off"),
+    ("pm t_sim 0.3", "pm", {"similarity.t_sim": 0.3}, "similarity-edge density (more edges)"),
+    ("pm t_sim 0.8", "pm", {"similarity.t_sim": 0.8}, "similarity-edge density (fewer edges)"),
+    ("pm no similarity", "pm", {"graph.use_similarity_edges": False}, "similarity edges off"),
+    ("seedset baseline", "glom-seedset", {}, "GLoM with the seed-set objective"),
+    ("seedset 1 layer", "glom-seedset", {"glm.layers": 1}, "number of GLM layers"),
+    ("seedset 3 layers", "glom-seedset", {"glm.layers": 3}, "number of GLM layers"),
+    ("seedset not centred", "glom-seedset", {"expand.center": False}, "centring"),
+    ("seedset tau 0.05", "glom-seedset", {"glm.seedset_temperature": 0.05}, "InfoNCE temperature"),
+    ("seedset tau 0.2", "glom-seedset", {"glm.seedset_temperature": 0.2}, "InfoNCE temperature"),
+]
+
+
+def _overrides(cfg, raw: dict) -> dict:
+    out = {}
+    for key, value in raw.items():
+        if value == "x2":
+            section, field = key.split(".")
+            value = 2 * getattr(getattr(cfg, section), field)
+        out[key] = value
+    return out
+
+
+def _cell(summary: dict, model: str) -> dict:
+    row = summary[model]
+    return {"pr_auc": row["pr_auc"]["mean"], "pr_auc_std": row["pr_auc"]["std"], "runs_ok": row["runs_ok"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tasks", type=int, default=30)
+    parser.add_argument("--set", dest="sets", action="append", default=[])
+    parser.add_argument("--only", action="append", default=[], help="run only these hypothesis labels")
+    args = parser.parse_args()
+    base = load_config(None, [f"run_dir={args.run_dir}", f"evaluate.max_tasks={args.tasks}", *args.sets])
+    layout = RunLayout.at(base.run_dir)
+    out = Path("benchmarks/results")
+    rows: list[dict] = []
+    command = "python benchmarks/bench_diagnosis.py " + " ".join(sys.argv[1:])
+    for label, models, raw, tests in HYPOTHESES:
+        if args.only and label not in args.only:
+            continue
+        cfg = base.with_overrides(**_overrides(base, raw)) if raw else base
+        start = time.perf_counter()
+        names = models.split(",")
+        results = evaluate_protocols(cfg, layout, names, ["sampled", "all"], runs=args.runs)
+        seconds = time.perf_counter() - start
+        for name in names:
+            rows.append(
+                {
+                    "hypothesis": label,
+                    "tests": tests,
+                    "model": name,
+                    "overrides": _overrides(base, raw),
+                    "sampled": _cell(results["sampled"].summary(), name),
+                    "all": _cell(results["all"].summary(), name),
+                    "seconds": seconds,
+                }
+            )
+        _write(out, args.name, rows, command, args)
+        print(f"[diagnosis] {label}: {seconds:.0f} s", flush=True)
+
+
+def _write(out: Path, name: str, rows: list[dict], command: str, args: argparse.Namespace) -> None:
+    meta = {
+        "command": command,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, no GPU",
+        "runs": args.runs,
+        "tasks": args.tasks,
+    }
+    base = {r["model"]: r for r in rows if r["hypothesis"].endswith("baseline")}
+    lines = [
+        f"# Diagnosis: {name}",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {meta['machine']}; date: {meta['date']}",
+        f"- {args.runs} runs x {args.tasks} tasks per row, both protocols from the same fits; PR-AUC mean ± std "
+        "over runs; Δ = against the same model's baseline row.",
+        "",
+        "| hypothesis | tests | model | PR-AUC sampled | Δ | PR-AUC all | Δ |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ref = base.get(r["model"])
+        cells = []
+        for protocol in ("sampled", "all"):
+            cell = r[protocol]
+            cells.append(f"{cell['pr_auc']:.3f} ± {cell['pr_auc_std']:.3f}")
+            delta = cell["pr_auc"] - ref[protocol]["pr_auc"] if ref and ref is not r else None
+            cells.append(f"{delta:+.3f}" if delta is not None else "")
+        lines.append(f"| {r['hypothesis']} | {r['tests']} | {r['model']} | " + " | ".join(cells) + " |")
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / f"diagnosis_{name}.md", out / f"diagnosis_{name}.json"
+    for path, text in ((md, "\n".join(lines) + "\n"), (js, json.dumps({**meta, "rows": rows}, indent=2) + "\n")):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+
+if __name__ == "__main__":
+    main()
