@@ -372,6 +372,12 @@ class ServingConfig(_Section):
     threads: int = Field(1, ge=1)  # BentoML request threads per worker
     search_threads: int = Field(1, ge=1)  # faiss (OpenMP) threads per worker
     access_log: bool = False  # a log line per request: CPU a 1 ms request cannot spare on 2 cores
+    # The front door (serving/guard.py): API keys come from this environment variable (comma-separated;
+    # unset or empty = no auth), never from a file; bodies over max_body_bytes get 413; a request still
+    # running after request_timeout_s gets 504.
+    api_keys_env: str = "GLOM_API_KEYS"
+    max_body_bytes: int = Field(16 << 20, ge=1024)
+    request_timeout_s: float = Field(30.0, gt=0.0)
 
 
 class TrackingConfig(_Section):

@@ -11,6 +11,13 @@ start-up. APIs (POST, JSON):
                       "explain": false}
 - ``/expand_batch``  {"campaigns": [{...}, {...}]} — adaptive batching merges concurrent callers' campaigns
 - ``/health``, ``/model_info`` — liveness with the index, and the model's version / alias / data date.
+- ``/reload``        load the model ``$GLOM_MODEL_URI`` names now (e.g. after the champion alias moved) and
+                      swap it in; requests in flight finish on the old one. Each worker process reloads itself.
+
+In front of every route (``serving/guard.py``): API keys from ``$GLOM_API_KEYS`` (401 without one),
+``serving.max_body_bytes`` (413), ``serving.request_timeout_s`` (504). Seed lists with fewer known seeds
+than ``expand.min_seeds`` (k-anonymity) are refused with a 400 (a batch entry's ``error``). The service
+refuses to start without ``$GLOM_ID_SALT``: the seed lists it answers were hashed with that salt.
 
 Bad input (empty or oversized seed list, k <= 0, unknown aggregation, extra fields) is a 400 with the
 reason; seeds the model does not know are listed in ``unknown_seeds``; a campaign with no known seed is a
@@ -20,6 +27,7 @@ reason; seeds the model does not know are listed in ``unknown_seeds``; a campaig
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Annotated
 
@@ -28,9 +36,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import bentoml  # noqa: E402
 from bentoml.exceptions import BentoMLException  # noqa: E402
-from pydantic import Field  # noqa: E402
+from pydantic import ConfigDict, Field  # noqa: E402
 
+from glom_plugin.data.hashing import resolve_salt  # noqa: E402
+from glom_plugin.expand.expander import check_min_seeds  # noqa: E402
 from glom_plugin.serving.engine import ExpansionEngine, InvalidRequest, resolve_model_uri, service_config  # noqa: E402
+from glom_plugin.serving.guard import RequestGuard, api_keys_from_env  # noqa: E402
 from glom_plugin.serving.schemas import (  # noqa: E402
     AggregationName,
     ExpandRequest,
@@ -52,6 +63,14 @@ class BadRequest(BentoMLException):
     error_code = HTTPStatus.BAD_REQUEST
 
 
+def strict_input(func: Callable[..., object]) -> type[bentoml.IODescriptor]:
+    """BentoML's request model inferred from ``func``'s parameters, refusing unknown fields (a 400 naming
+    them) where BentoML would silently drop them — a misspelt ``"treshold"`` must not be ignored."""
+    inferred = bentoml.IODescriptor.from_input(func, skip_self=True)
+    return type(f"{func.__name__.title()}Input", (inferred,),
+                {"model_config": ConfigDict(extra="forbid"), "__module__": func.__module__})
+
+
 # Workers and threads per serving.workers / serving.threads (docs/PLATFORM.md: one process per core).
 @bentoml.service(
     name="glom_lookalike",
@@ -62,9 +81,21 @@ class BadRequest(BentoMLException):
 )
 class LookalikeService:
     def __init__(self) -> None:
+        resolve_salt(CONFIG.data.id_salt_env, required=True)
         self.engine = ExpansionEngine.from_uri(resolve_model_uri(CONFIG), CONFIG)
 
-    @bentoml.api
+    def _below_min_seeds(self, seed_ids: list[str]) -> str | None:
+        """The refusal when a campaign has fewer known seeds than expand.min_seeds (k-anonymity)."""
+        index = self.engine.model.user_index()
+        known = len({s for s in seed_ids if s in index})
+        if known == 0:
+            return None  # the engine's own error says so and points to `glom hash-ids`
+        try:
+            check_min_seeds(known, CONFIG.expand)
+        except ValueError as err:
+            return str(err)
+        return None
+
     def expand(
         self,
         seed_ids: Annotated[
@@ -87,17 +118,26 @@ class LookalikeService:
             explain=explain,
             campaign=campaign,
         )
+        refusal = self._below_min_seeds(seed_ids)
+        if refusal:
+            raise BadRequest(refusal)
         try:
             return self.engine.expand(request)
         except InvalidRequest as err:
             raise BadRequest(str(err)) from err
+
+    expand = bentoml.api(input_spec=strict_input(expand))(expand)
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=LIMITS.max_campaigns_per_batch, max_latency_ms=BATCH_MAX_LATENCY_MS)
     def expand_batch(
         self, campaigns: Annotated[list[CampaignRequest], Field(min_length=1, max_length=LIMITS.max_campaigns_per_batch)]
     ) -> list[ExpandResponse]:
         """Many campaigns in one call; one answer per campaign, in order."""
-        return self.engine.expand_many(list(campaigns))
+        refusals = [self._below_min_seeds(c.seed_ids) for c in campaigns]
+        kept = [c for c, refusal in zip(campaigns, refusals, strict=True) if refusal is None]
+        answers = iter(self.engine.expand_many(kept) if kept else [])
+        return [next(answers) if refusal is None else ExpandResponse(campaign=c.campaign, error=refusal)
+                for c, refusal in zip(campaigns, refusals, strict=True)]
 
     @bentoml.api
     def health(self) -> HealthResponse:
@@ -106,3 +146,15 @@ class LookalikeService:
     @bentoml.api
     def model_info(self) -> ModelInfo:
         return self.engine.info()
+
+    @bentoml.api
+    def reload(self) -> ModelInfo:
+        """Load the model the URI names now and swap it in (this worker)."""
+        self.engine = ExpansionEngine.from_uri(resolve_model_uri(CONFIG), CONFIG)
+        return self.engine.info()
+
+
+LookalikeService.add_asgi_middleware(
+    RequestGuard, api_keys=api_keys_from_env(LIMITS), max_body_bytes=LIMITS.max_body_bytes,
+    timeout_s=LIMITS.request_timeout_s,
+)

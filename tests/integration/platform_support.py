@@ -81,7 +81,9 @@ def bentoml_serve(service: str, env: dict[str, str], cwd: Path = REPO_ROOT, time
 
     port = free_port()
     log_path = Path(env.get("GLOM_TEST_LOG_DIR", "/tmp")) / f"bentoml-serve-{port}.log"
-    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "MLFLOW_DISABLE_TELEMETRY": "true", **env}
+    # the service refuses to start without a salt (issue 14): tests serve with their own
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "MLFLOW_DISABLE_TELEMETRY": "true",
+                "GLOM_ID_SALT": os.environ.get("GLOM_ID_SALT", "integration-test-salt"), **env}
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [str(VENV_BIN / "bentoml"), "serve", service, "--host", "127.0.0.1", "--port", str(port)],

@@ -51,7 +51,7 @@ def test_feast_to_expansion_answer(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = GlomConfig(run_dir=str(layout.root)).with_overrides(
-        **{"tracking.tracking_uri": uri, "tracking.registered_model": "glom-e2e"}
+        **{"tracking.tracking_uri": uri, "tracking.registered_model": "glom-e2e", "expand.min_seeds": 1}
     )
     registered = reg.log_training_run(cfg, trained, pr_auc=0.42)
     assert registered.promoted and registered.version == "1"

@@ -50,6 +50,7 @@ def served(tmp_path_factory):
             "serving.max_seeds": MAX_SEEDS,
             "serving.max_k": MAX_K,
             "serving.max_campaigns_per_batch": MAX_CAMPAIGNS,
+            "expand.min_seeds": 1,  # these tests use 1-5 seeds; k-anonymity has its own test
         }
     )
     champion, challenger = make_model(1), make_model(2)
