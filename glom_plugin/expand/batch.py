@@ -26,6 +26,7 @@ from glom_plugin.expand.expander import RESCORE_SLACK, SEARCH_MARGIN, shortlist_
 BLOCK_BYTES = 32 << 20  # one block of float32 scores
 STATE_ENTRIES = 4 << 20  # running (campaign, score, row) entries kept per chunk
 MAX_QUERY_COLUMNS = 8192  # query columns (centroids or seeds) per chunk
+MERGE_FACTOR = 4  # merge buffered entries once they outnumber the kept ones this many times
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class _RunningTopK:
     def add(self, campaigns: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> None:
         self._pending.append((campaigns, scores, rows))
         self._pending_size += len(campaigns)
-        if self._pending_size >= self.scores.size:
+        if self._pending_size >= MERGE_FACTOR * self.scores.size:
             self.merge()
 
     def merge(self) -> None:

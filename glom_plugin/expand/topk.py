@@ -19,7 +19,7 @@ def top_k_order(scores: np.ndarray, k: int | None) -> np.ndarray:
     scores = np.asarray(scores)
     n = len(scores)
     if k is None or k >= n or n <= SORT_BELOW:
-        return np.lexsort((np.arange(n), -scores))[:k]
+        return np.argsort(-scores, kind="stable")[:k]  # stable: ties keep position order
     if k <= 0:
         return np.empty(0, dtype=np.int64)
     kth = scores[np.argpartition(-scores, k - 1)[:k]].min()
