@@ -256,8 +256,11 @@ def evaluate(
     results = evaluate_protocols(cfg, layout, model_names, modes, runs=runs)
     result = results[main]
     if sweeps:
-        # Fig. 5 / Fig. 6 are drawn for GLoM (Attn1 first); without a GLoM variant, for the first non-random model.
-        glom = sorted((m for m in model_names if m.startswith("glom")), key=lambda m: m != "glom-attn1")
+        # Fig. 5 / Fig. 6 are drawn for GLoM (the default glom-seedset first, then the paper's Attn1); without a
+        # GLoM variant, for the first non-random model.
+        glom = sorted(
+            (m for m in model_names if m.startswith("glom")), key=lambda m: (m != "glom-seedset", m != "glom-attn1")
+        )
         chosen = sweep_models or glom[:1] or [m for m in model_names if m != "random"][:1]
         if chosen:
             result.embedding_sweep = sweep_embedding_size(cfg, layout, chosen, runs=sweep_runs or runs)
