@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -543,10 +544,11 @@ def main() -> None:
     truth = exact_top_scores(emb, seeds, args.k)
     index, result["index"] = index_figures(emb, cfg, seeds, truth, args.k)
     print(f"  index {result['index']['kind']} build {result['index']['build_s']:.1f}s, recall worst {result['index']['recall_min']:.3f}", flush=True)
-    engine = ExpansionEngine(model, cfg, uri="bench", index=index)
+    engine = ExpansionEngine(model, cfg, uri="bench", index=index, pin_threads=True)  # as a serving worker
     result["in_process"] = in_process(engine, requests, args.reps)
     del engine, index
     gc.collect()
+    threadpool_limits(limits=os.cpu_count())  # the engine pinned BLAS to one thread per worker; batch uses all
     batch = batch_figures(emb, labels, args)
     seeds_b, rankings = batch.pop("_seeds"), batch.pop("_rankings")
     result["batch"] = batch

@@ -63,17 +63,17 @@ def centroid_candidates(index: UserIndex, seed_units: np.ndarray, centroid: np.n
 
 def _seed_searches(index: UserIndex, seed_units: np.ndarray, centroid: np.ndarray, budget: int):
     scores, ids = search(index, np.vstack([centroid[None, :], seed_units]), budget, normalized=True)
-    return _unique(ids), _last_scores(scores[1:], ids[1:])
+    return _unique(ids), _last_scores(scores[1:], ids[1:]) if index.exact else None
 
 
 def max_candidates(index: UserIndex, seed_units: np.ndarray, centroid: np.ndarray, budget: int) -> Candidates:
     rows, last = _seed_searches(index, seed_units, centroid, budget)
-    return Candidates(rows, float(last.max()) if index.exact else None)
+    return Candidates(rows, None if last is None else float(last.max()))
 
 
 def probabilistic_candidates(index: UserIndex, seed_units: np.ndarray, centroid: np.ndarray, budget: int) -> Candidates:
     rows, last = _seed_searches(index, seed_units, centroid, budget)
-    bound = float(-np.expm1(np.log1p(-np.clip(last, 0.0, 1.0 - 1e-7)).sum())) if index.exact else None
+    bound = None if last is None else float(-np.expm1(np.log1p(-np.clip(last, 0.0, 1.0 - 1e-7)).sum()))
     return Candidates(rows, bound)
 
 

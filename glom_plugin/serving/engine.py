@@ -80,11 +80,15 @@ def _interactions_for(model: TrainedModel) -> pd.DataFrame | None:
 
 
 def _set_search_threads(threads: int) -> None:
-    """faiss's OpenMP threads for searches: one per worker (``serving.search_threads``). A ~1 ms search
-    split over threads spends more on waking them than it saves, and the other core has its own worker."""
+    """faiss's OpenMP and numpy's BLAS threads for requests: one per worker (``serving.search_threads``).
+    A ~1 ms request split over threads spends more on waking them than it saves, and the other core has
+    its own worker; with both pools at 2 threads on 2 cores a max-aggregation request took 33 ms against
+    8 ms (benchmarks/results/serving.md)."""
     import faiss
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     faiss.omp_set_num_threads(int(threads))
+    threadpool_limits(limits=int(threads))  # process-wide: BLAS and OpenMP alike
 
 
 class ExpansionEngine:
@@ -98,8 +102,11 @@ class ExpansionEngine:
         provenance: dict[str, Any] | None = None,
         interactions: pd.DataFrame | None = None,
         index: UserIndex | None = None,
+        pin_threads: bool = False,
     ) -> None:
-        """``index``: a prebuilt faiss index over ``trained.user_embeddings`` (built here when omitted)."""
+        """``index``: a prebuilt faiss index over ``trained.user_embeddings`` (built here when omitted).
+        ``pin_threads``: after the build, limit this process's faiss and BLAS threads to
+        ``serving.search_threads`` (what a serving worker wants; process-wide, so off for library use)."""
         self.model = _ServedModel(**{f.name: getattr(trained, f.name) for f in fields(TrainedModel)})
         self.cfg = cfg
         self.uri = uri
@@ -112,7 +119,8 @@ class ExpansionEngine:
             self.model.user_embeddings, kind=cfg.serving.index_kind, seed=cfg.seed, nprobe=cfg.serving.index_nprobe
         )
         self.index_build_seconds = time.perf_counter() - start
-        _set_search_threads(cfg.serving.search_threads)  # the build used every core; a request uses one
+        if pin_threads:
+            _set_search_threads(cfg.serving.search_threads)  # the build used every core; a request uses one
         self.model.user_index()  # warm the id map before the first request
         log.info("indexed %d users (%s) in %.2fs", self.model.n_users, self.index.kind, self.index_build_seconds)
 
@@ -130,7 +138,9 @@ class ExpansionEngine:
             "run_id": loaded.run_id,
             "data_date": (loaded.tags or {}).get("data_date") or loaded.trained.metrics.get("data_date"),
         }
-        return cls(loaded.trained, cfg, uri=uri, provenance=provenance, interactions=_interactions_for(loaded.trained))
+        return cls(
+            loaded.trained, cfg, uri=uri, provenance=provenance, interactions=_interactions_for(loaded.trained), pin_threads=True
+        )
 
     # ------------------------------------------------------------------------------------------ requests
     def check(self, request: ExpandRequest) -> None:

@@ -82,6 +82,14 @@ def test_index_and_thread_settings_come_from_the_serving_config():
     rng = np.random.default_rng(1)
     model = TrainedModel(model_name="m", user_ids=np.array([f"u{i}" for i in range(3000)]), user_embeddings=rng.normal(size=(3000, 8)))
     cfg = GlomConfig().with_overrides(**{"serving.index_kind": "ivf", "serving.index_nprobe": 3, "serving.search_threads": 1})
-    engine = ExpansionEngine(model, cfg, uri="local")
-    assert engine.index.kind == "ivf" and engine.index.index.nprobe == 3 and faiss.omp_get_max_threads() == 1
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = faiss.omp_get_max_threads()
+    try:
+        engine = ExpansionEngine(model, cfg, uri="local", pin_threads=True)
+        assert engine.index.kind == "ivf" and engine.index.index.nprobe == 3 and faiss.omp_get_max_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    finally:
+        threadpool_limits(limits=before)
+        faiss.omp_set_num_threads(before)
     assert GlomConfig().serving.workers == "cpu_count" and GlomConfig().serving.threads == 1
