@@ -20,7 +20,7 @@ than ``expand.min_seeds`` (k-anonymity) are refused with a 400 (a batch entry's 
 refuses to start without ``$GLOM_ID_SALT``: the seed lists it answers were hashed with that salt.
 
 Bad input (empty or oversized seed list, k <= 0, unknown aggregation, extra fields) is a 400 with the
-reason; seeds the model does not know are listed in ``unknown_seeds``; a campaign with no known seed is a
+reason; seeds the model does not know are listed in ``unknown_seeds`` (hashed-looking ones only); a campaign with no known seed is a
 400 online and an ``error`` entry in a batch.
 """
 
@@ -38,7 +38,7 @@ import bentoml  # noqa: E402
 from bentoml.exceptions import BentoMLException  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
-from glom_plugin.data.hashing import resolve_salt  # noqa: E402
+from glom_plugin.data.hashing import looks_hashed, resolve_salt  # noqa: E402
 from glom_plugin.expand.expander import check_min_seeds  # noqa: E402
 from glom_plugin.serving.engine import ExpansionEngine, InvalidRequest, resolve_model_uri, service_config  # noqa: E402
 from glom_plugin.serving.guard import RequestGuard, api_keys_from_env  # noqa: E402
@@ -61,6 +61,13 @@ BATCH_MAX_LATENCY_MS = 10_000
 
 class BadRequest(BentoMLException):
     error_code = HTTPStatus.BAD_REQUEST
+
+
+def _redacted(answer: ExpandResponse) -> ExpandResponse:
+    """Unknown seeds are echoed only when they look like hashed ids: a raw id sent by mistake is not sent
+    back (``seeds_used`` and the request itself tell the caller how many were unknown)."""
+    answer.unknown_seeds = [s for s in answer.unknown_seeds if looks_hashed(s)]
+    return answer
 
 
 def strict_input(func: Callable[..., object]) -> type[bentoml.IODescriptor]:
@@ -122,7 +129,7 @@ class LookalikeService:
         if refusal:
             raise BadRequest(refusal)
         try:
-            return self.engine.expand(request)
+            return _redacted(self.engine.expand(request))
         except InvalidRequest as err:
             raise BadRequest(str(err)) from err
 
@@ -135,7 +142,7 @@ class LookalikeService:
         """Many campaigns in one call; one answer per campaign, in order."""
         refusals = [self._below_min_seeds(c.seed_ids) for c in campaigns]
         kept = [c for c, refusal in zip(campaigns, refusals, strict=True) if refusal is None]
-        answers = iter(self.engine.expand_many(kept) if kept else [])
+        answers = iter([_redacted(a) for a in self.engine.expand_many(kept)] if kept else [])
         return [next(answers) if refusal is None else ExpandResponse(campaign=c.campaign, error=refusal)
                 for c, refusal in zip(campaigns, refusals, strict=True)]
 

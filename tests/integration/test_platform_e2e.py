@@ -69,7 +69,7 @@ def test_feast_to_expansion_answer(tmp_path):
     answer = response.json()
     reference = expand_audience(trained, seeds, cfg.expand, k=20, index=build_index(trained.user_embeddings)).lookalikes
     assert [r["user_id"] for r in answer["lookalikes"]] == reference["user_id"].tolist()
-    assert answer["unknown_seeds"] == ["not-a-user"] and answer["model_version"] == "1"
+    assert answer["unknown_seeds"] == [] and answer["model_version"] == "1"  # raw-looking ids are not echoed
 
     # The trained user embeddings become a Feast feature view and are served online.
     ff.export_feature_tables(layout, model=trained)

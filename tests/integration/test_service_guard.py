@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import numpy as np
 import pytest
@@ -53,6 +55,9 @@ def test_keys_limits_k_anonymity_and_reload(setup):
             assert ok.status_code == 200 and ok.json()["n_lookalikes"] == 5
             typo = client.post("/expand", json={"seed_ids": seeds, "k": 5, "treshold": 0.5}, headers=auth)
             assert typo.status_code == 400 and "treshold" in typo.text  # not silently ignored
+            mixed = client.post("/expand", json={"seed_ids": seeds + ["alice@example.com", "0" * 20], "k": 5},
+                                headers=auth).json()
+            assert mixed["unknown_seeds"] == ["0" * 20] and "alice" not in json.dumps(mixed)  # no raw id echoed
             few = client.post("/expand", json={"seed_ids": seeds[:3] + ["ghost"] * 5, "k": 5}, headers=auth)
             assert few.status_code == 400 and "expand.min_seeds=5" in few.text
             batch = client.post("/expand_batch", json={"campaigns": [{"seed_ids": seeds}, {"seed_ids": seeds[:2]}]},
