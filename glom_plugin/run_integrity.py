@@ -141,7 +141,10 @@ def finish_stage(
         "code_version": code_version(),
         "finished_at": _now(),
     }
-    manifest["digest"] = hashlib.sha256(json.dumps(outputs, sort_keys=True).encode()).hexdigest()[:16]
+    # The stage's identity for the chain: its data, not its reports (which hold timings), so rerunning a
+    # stage on the same input does not make every later stage stale.
+    data = {name: digest for name, digest in outputs.items() if not name.endswith("report.json")}
+    manifest["digest"] = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     write_json(manifest, manifest_path(layout, stage))
     return manifest
 

@@ -62,6 +62,8 @@ def test_an_edited_output_and_mixed_runs_are_refused(tmp_path: Path) -> None:
     pipeline.graph(cfg)
     layout = RunLayout.at(cfg.run_dir)
     require(layout, "graph", "test")
+    pipeline.ingest(cfg)  # the same input again: the same data, so graph/ is still the graph of ingest/
+    require(layout, "graph", "test")
     # prepare again on other data, killed after ingest: a new ingest/ beside the old graph/
     pipeline.ingest(cfg.with_overrides(**{"data.source_path": str(reviews(tmp_path / "b.jsonl", shift=1))}))
     with pytest.raises(StaleInputError, match=r"built from other ingest outputs .*mixed runs.*glom prepare"):
