@@ -120,3 +120,43 @@ def test_drop_pairs_is_an_exact_anti_join() -> None:
     out = drop_pairs(frame, pd.DataFrame({"user_id": ["a", "c", "z"], "item_id": ["x", "x", "x"]}))
     assert out.to_dict("list") == {"user_id": ["a", "b"], "item_id": ["y", "x"], "v": [2, 3]}
     assert drop_pairs(frame, pd.DataFrame({"user_id": [], "item_id": []})).equals(frame)
+
+
+def test_seedset_episodes_never_use_a_held_out_purchase(tmp_path: Path, monkeypatch) -> None:
+    """glm.objective=seedset builds its campaigns from the training graph's item audiences: no pseudo-seed
+    or pseudo-audience pair may be a purchase the evaluation holds out."""
+    from glom_plugin.models import seedset
+
+    layout = write_run(tmp_path / "run")
+    cfg = small_config(
+        tmp_path / "run", **{"pm.dim": 8, "pm.epochs": 2, "glm.epochs": 2, "glm.seedset_episodes": 64}
+    )
+    built: list[LookalikeData] = []
+    episodes_per_run: list[list] = []
+    real_episodes = seedset.SeedSetObjective.episodes
+
+    def recording_builder(train: EvaluationTables, cfg_: GlomConfig, layout_: RunLayout) -> LookalikeData:
+        built.append(build_training_data(train, cfg_, layout_))
+        episodes_per_run.append([])
+        return built[-1]
+
+    def spy_episodes(self):
+        drawn = real_episodes(self)
+        episodes_per_run[-1].extend(drawn)
+        return drawn
+
+    monkeypatch.setattr(seedset.SeedSetObjective, "episodes", spy_episodes)
+    run_evaluation(cfg, layout, ["glom-seedset"], runs=2, data_builder=recording_builder)
+    full = EvaluationTables.load(layout)
+    purchasers = purchasers_by_item(full.polarity)
+    tasks = select_tasks(purchasers, cfg.evaluate.min_purchasers, cfg.evaluate.max_tasks, cfg.seed)
+    for run, (data, episodes) in enumerate(zip(built, episodes_per_run, strict=True)):
+        assert episodes, "the seed-set objective drew no episode"
+        held = _pairs(held_out_pairs(split_tasks(tasks, purchasers, cfg.evaluate.seed_fraction, cfg.seed, run)))
+        used = {
+            (str(data.user_ids[u]), str(data.item_ids[item - data.n_users]))
+            for item, seeds, audience in episodes
+            for u in np.concatenate([seeds, audience])
+        }
+        assert used and not used & held
+        assert used <= _edge_pairs(data)  # only purchases the training graph holds
