@@ -125,7 +125,7 @@ async def soak(url: str, seconds: float, clients: int, valid: list[dict], expect
             elif (got := [r["user_id"] for r in response.json()["lookalikes"]]) != expected[i]:
                 wrong["valid request: other lookalikes"] += 1
                 if len(mismatches) < 5:
-                    first = next((j for j, (a, b) in enumerate(zip(got, expected[i])) if a != b), min(len(got), len(expected[i])))
+                    first = next((j for j, (a, b) in enumerate(zip(got, expected[i], strict=False)) if a != b), min(len(got), len(expected[i])))
                     scores = [r["score"] for r in response.json()["lookalikes"]]
                     mismatches.append({"campaign": i, "first_difference_at_rank": first + 1, "n": len(got),
                                        "same_set": set(got) == set(expected[i]),
