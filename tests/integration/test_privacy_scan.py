@@ -85,7 +85,8 @@ def test_no_raw_id_in_any_artifact_of_a_run(tmp_path: Path, monkeypatch: pytest.
     assert {".parquet", ".json", ".db", ".jsonl"} <= kinds and (repo / "data" / "online_store.db").exists()
     leaks = {str(p): sorted(set(found))[:3] for p in scanned if (found := leaks_in(p))}
     assert leaks == {}
-    assert not RAW.findall((printed.out + printed.err).encode())
+    assert [str(p) for p in scanned if SALT.encode() in p.read_bytes()] == []  # the salt is never written
+    assert not RAW.findall((printed.out + printed.err).encode()) and SALT not in printed.out + printed.err
     # the scan would see them: the raw ids are in the input, and hashing is what removed them
     assert RAW.findall(reviews.read_bytes()) and hash_user_id(raw_ids[0], SALT) in set(trained.user_ids) | {
         hash_user_id(r, SALT) for r in raw_ids}
