@@ -27,6 +27,7 @@ import gc
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -539,7 +540,7 @@ def main() -> None:
     seeds = [np.array([index_of[s] for s in r.seed_ids]) for r in requests]
     result: dict = {"users": n, "dim": args.dim, "k": args.k, "seeds_per_campaign": args.seeds, "machine": host,
                     "settings": settings, "date": started,
-                    "command": " ".join([".venv/bin/python", "benchmarks/bench_serving.py", *sys.argv[1:]])}
+                    "command": shlex.join([".venv/bin/python", "benchmarks/bench_serving.py", *sys.argv[1:]])}
     print("exact references ...", flush=True)
     truth = exact_top_scores(emb, seeds, args.k)
     index, result["index"] = index_figures(emb, cfg, seeds, truth, args.k)

@@ -252,7 +252,7 @@ def expand_audience(
     return ExpansionResult(
         rows=rows,
         user_ids=model.user_ids[rows],
-        scores=scores.astype(np.float32),
+        scores=np.asarray(scores, dtype=np.float32),
         seeds_used=seeds_used,
         unknown_seeds=unknown,
         aggregation=cfg.aggregation,
