@@ -19,7 +19,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from glom_plugin.config import load_config
@@ -106,7 +106,7 @@ def main() -> None:
 def _write(out: Path, name: str, rows: list[dict], command: str, args: argparse.Namespace) -> None:
     meta = {
         "command": command,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, no GPU",
         "runs": args.runs,
         "tasks": args.tasks,

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -59,7 +59,7 @@ def record(results: dict, command: str, wall_s: float | None = None) -> dict:
             glom[best_glom] / scored["cosine-centroid"] if best_glom and "cosine-centroid" in scored else None
         ),
         "command": command,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, no GPU",
     }
     if wall_s is not None:

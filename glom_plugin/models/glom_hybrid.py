@@ -59,7 +59,9 @@ class GlomHybridModel(LookalikeModel):
         if self.embedding_features is None:
             raise RuntimeError(f"{self.name}: fit() must run before scoring")
         users = np.asarray(users, dtype=np.int64)
-        dense = sp.csr_matrix(self.settings.embedding_weight * self.embedding_features[users].astype(np.float64))
+        dense = sp.csr_matrix(
+            self.settings.embedding_weight * self.embedding_features[users].astype(np.float64)
+        )
         if self.raw is None:
             return dense
         return sp.hstack([self.raw.rows(users, hide_item), dense], format="csr")

@@ -49,7 +49,11 @@ def users_by_item(triples: KnowledgeTriples) -> dict[int, np.ndarray]:
     order = np.lexsort((users, items))
     users, items = users[order], items[order]
     bounds = np.flatnonzero(np.diff(items)) + 1
-    return {int(i[0]): np.unique(u) for i, u in zip(np.split(items, bounds), np.split(users, bounds)) if len(i)}
+    return {
+        int(i[0]): np.unique(u)
+        for i, u in zip(np.split(items, bounds), np.split(users, bounds), strict=True)
+        if len(i)
+    }
 
 
 class SeedSetObjective:
@@ -84,7 +88,9 @@ class SeedSetObjective:
         for item in chosen:
             buyers = self.rng.permutation(self.buyers[int(item)])
             half = len(buyers) // 2
-            out.append((int(item), buyers[: min(half, s.seedset_max_seeds)], buyers[half:][: s.seedset_max_audience]))
+            out.append(
+                (int(item), buyers[: min(half, s.seedset_max_seeds)], buyers[half:][: s.seedset_max_audience])
+            )
         return out
 
     def epoch_graph(self, episodes: list[tuple[int, np.ndarray, np.ndarray]]):
@@ -110,7 +116,10 @@ class SeedSetObjective:
         vectors = functional.normalize(users, dim=1)
         dev = self.device
         queries = torch.stack(
-            [functional.normalize(vectors[torch.as_tensor(seeds, device=dev)].mean(dim=0), dim=0) for _, seeds, _ in batch]
+            [
+                functional.normalize(vectors[torch.as_tensor(seeds, device=dev)].mean(dim=0), dim=0)
+                for _, seeds, _ in batch
+            ]
         )
         drawn = [self.negatives(item) for item, _, _ in batch]
         neg = torch.as_tensor(np.stack([d[0] for d in drawn]), device=dev)
@@ -118,7 +127,9 @@ class SeedSetObjective:
         tau = self.settings.seedset_temperature
         negative_logits = torch.einsum("bkd,bd->bk", vectors[neg], queries) / tau
         negative_logits = negative_logits.masked_fill(~valid, float("-inf"))
-        episode = torch.as_tensor(np.concatenate([np.full(len(a), b) for b, (_, _, a) in enumerate(batch)]), device=dev)
+        episode = torch.as_tensor(
+            np.concatenate([np.full(len(a), b) for b, (_, _, a) in enumerate(batch)]), device=dev
+        )
         audience = torch.as_tensor(np.concatenate([a for _, _, a in batch]), device=dev)
         positive_logits = (vectors[audience] * queries[episode]).sum(dim=1) / tau
         logits = torch.cat([positive_logits.unsqueeze(1), negative_logits[episode]], dim=1)
