@@ -233,13 +233,13 @@ def plot_pr_curves(result: EvaluationResult, target: str | Path) -> Path:
     figure = _new_figure(6.5, 5)
     axes = figure.add_subplot(1, 1, 1)
     base_rate = None
-    for model in result.model_names:
-        if model not in result.pooled_run0:
-            continue
+    for number, model in enumerate(m for m in result.model_names if m in result.pooled_run0):
         labels, scores = result.pooled_run0[model]
         precision, recall, _ = precision_recall_curve(labels, scores)
         ap = average_precision_score(labels, scores)
-        axes.plot(recall, precision, label=f"{model} (AP {ap:.3f})", drawstyle="steps-post")
+        # the colour cycle has ten entries: past them the line style tells models apart
+        style = ("-", "--", "-.", ":")[(number // 10) % 4]
+        axes.plot(recall, precision, style, label=f"{model} (AP {ap:.3f})", drawstyle="steps-post")
         base_rate = float(np.mean(labels))
     if base_rate is not None:
         axes.axhline(base_rate, color="grey", linestyle=":", label=f"positive rate {base_rate:.3f}")
@@ -250,7 +250,7 @@ def plot_pr_curves(result: EvaluationResult, target: str | Path) -> Path:
         ylabel="precision",
         xlim=(0, 1),
         ylim=(0, 1.02),
-        title="Precision–recall, run 0, candidates pooled over tasks",
+        title=f"Precision–recall, run 0, candidates pooled over tasks ({result.protocol} protocol)",
     )
     axes.legend(loc="upper right", fontsize="small")
     return _save(figure, Path(target))
