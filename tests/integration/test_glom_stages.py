@@ -54,7 +54,8 @@ def test_pretrain_train_expand(run, tmp_path):
     assert pm.metrics["uses_profiles"]  # the profiles stage ran, so PM's F_GG/F_GI/F_IG terms were on
 
     trained = run_train_stage(cfg, layout)
-    assert trained.model_name == "glom-attn1"
+    assert trained.model_name == "glom-seedset"  # the default GLM objective (glm.objective=seedset)
+    assert trained.metrics["glm"]["train_loss"]  # seed-set epochs ran
     np.testing.assert_array_equal(trained.user_ids, pm.user_ids)  # same users, reused PM (ids match)
     assert np.isfinite(trained.user_embeddings).all()
     assert trained.metrics["relations"]["similar"] > 0
