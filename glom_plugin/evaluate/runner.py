@@ -33,6 +33,7 @@ from glom_plugin.evaluate.campaigns import (
     EvalCampaign,
     Task,
     TaskSample,
+    TaskSplit,
     held_out_pairs,
     purchasers_by_item,
     sample_tasks,
@@ -59,7 +60,7 @@ class RunInputs:
     samples: list[TaskSample]
     skipped: list[dict[str, str]]  # tasks this run cannot evaluate, with why
     n_held_out: int  # purchase edges removed from the training data
-    splits: list = field(default_factory=list)  # the run's TaskSplits, to sample other protocols from
+    splits: list[TaskSplit] = field(default_factory=list)  # the run's splits, to sample other protocols from
 
 
 @dataclass(frozen=True)

@@ -76,14 +76,17 @@ def aggregate_similarity(
         return cand @ centroid
     out = np.empty(len(cand), dtype=np.float32)
     for start in range(0, len(cand), block_size):
-        sims = cand[start : start + block_size] @ seed.T
-        if method == "max":
-            out[start : start + block_size] = sims.max(axis=1)
-        else:
-            # 1 - prod(1 - s) in log space so thousands of seeds do not underflow.
-            clipped = np.clip(sims, 0.0, 1.0 - 1e-7)
-            out[start : start + block_size] = -np.expm1(np.log1p(-clipped).sum(axis=1))
+        out[start : start + block_size] = _over_seeds(cand[start : start + block_size] @ seed.T, method)
     return out
+
+
+def _over_seeds(sims: np.ndarray, method: Aggregation) -> np.ndarray:
+    """Per-seed similarities (rows x seeds) -> sim(u, S) by "max" (Yahoo Eq. 3) or "probabilistic"
+    (Eq. 4: 1 - prod(1 - s), in log space so thousands of seeds do not underflow)."""
+    if method == "max":
+        return sims.max(axis=1)
+    clipped = np.clip(sims, 0.0, 1.0 - 1e-7)
+    return -np.expm1(np.log1p(-clipped).sum(axis=1))
 
 
 def exact_similarity(candidates: np.ndarray, seeds: np.ndarray | SeedSet, method: Aggregation = "mean") -> np.ndarray:
@@ -103,11 +106,6 @@ def exact_similarity(candidates: np.ndarray, seeds: np.ndarray | SeedSet, method
         if method == "mean":
             out[start : start + rows] = (cand * centroid).sum(axis=1)
             continue
-        sims = (cand[:, None, :] * seed[None, :, :]).sum(axis=2)
-        if method == "max":
-            out[start : start + rows] = sims.max(axis=1)
-        else:
-            clipped = np.clip(sims, 0.0, 1.0 - 1e-7)
-            out[start : start + rows] = -np.expm1(np.log1p(-clipped).sum(axis=1))
+        out[start : start + rows] = _over_seeds((cand[:, None, :] * seed[None, :, :]).sum(axis=2), method)
     return out
 
