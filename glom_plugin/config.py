@@ -66,7 +66,8 @@ class PolarityConfig(_Section):
 class SimilarityConfig(_Section):
     """§3.4, Eq. 1: Pearson over co-rated items' polarity."""
 
-    backend: Literal["memory", "spark"] = "memory"
+    # "memory" or "spark", or any "package.module:function" (graph/similarity.py SIMILARITY_BACKENDS)
+    backend: str = "memory"
     # Pearson over two co-rated items is always ±1, so at least three are required by default.
     min_corated: int = 3
     t_sim: float = 0.5
@@ -81,7 +82,8 @@ class SimilarityConfig(_Section):
 class ProfileConfig(_Section):
     """§3.2: user and item profiles. The offline builder is the labelled default; "llm" uses an endpoint."""
 
-    builder: Literal["offline", "llm"] = "offline"
+    # "offline" or "llm", or any "package.module:Class" (text/profiles.py PROFILE_BUILDERS)
+    builder: str = "offline"
     domain: str = "general"
     template_dir: str | None = None
     max_reviews_per_item: int = 5
@@ -235,8 +237,9 @@ class YahooConfig(_Section):
     # Members of one LSH bucket are paired only with their next `lsh_bucket_window` members (random order),
     # so a huge bucket (e.g. users who all bought one best-seller) costs O(n * window), not O(n^2).
     lsh_bucket_window: int = Field(64, ge=1)
-    # Graph builder backend ("numpy" in memory; "spark" = pyspark.ml MinHashLSH approxSimilarityJoin).
-    lsh_backend: Literal["numpy", "spark"] = "numpy"
+    # Graph builder backend ("numpy" in memory; "spark" = pyspark.ml MinHashLSH approxSimilarityJoin; or any
+    # "package.module:function", graph/lsh.py CANDIDATE_BACKENDS).
+    lsh_backend: str = "numpy"
     # Edge weight of the global graph: Jaccard (Eq. 2) or weighted cosine with diagonal A = IDF (Eq. 9).
     graph_similarity: Literal["jaccard", "weighted-cosine"] = "jaccard"
     # Keep each user's strongest `neighbors_per_user` edges with similarity >= min_edge_similarity.

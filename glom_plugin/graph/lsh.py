@@ -21,7 +21,6 @@ neighbours (``UserGraph.neighbors``), O(|S| · k) instead of O(N).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +28,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
+
+from glom_plugin.plugins import load_function
 
 MERSENNE_PRIME = (1 << 31) - 1
 
@@ -215,10 +216,8 @@ def top_k_graph(
 
 
 def load_candidate_backend(name: str) -> Callable[..., np.ndarray]:
-    if name not in CANDIDATE_BACKENDS:
-        raise ValueError(f"unknown LSH backend {name!r}; choose one of {sorted(CANDIDATE_BACKENDS)}")
-    module_name, _, func = CANDIDATE_BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module_name), func)
+    """A registered LSH backend name or a ``module:function`` path (``glom_plugin.plugins``)."""
+    return load_function(name, CANDIDATE_BACKENDS, "LSH backend")
 
 
 def build_user_graph(

@@ -15,7 +15,6 @@ similarity, n_corated]`` with integer user indices, user_a < user_b.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import numpy as np
@@ -24,6 +23,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from glom_plugin.config import SimilarityConfig
+from glom_plugin.plugins import load_function
 
 SIMILARITY_BACKENDS: dict[str, str] = {
     "memory": "glom_plugin.graph.similarity:pearson_similarity_memory",
@@ -53,20 +53,8 @@ def empty_similarity() -> pd.DataFrame:
 
 
 def resolve_similarity_backend(name: str) -> SimilarityBackend:
-    try:
-        dotted = SIMILARITY_BACKENDS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown similarity backend {name!r}; known: {sorted(SIMILARITY_BACKENDS)}"
-        ) from None
-    module_name, function_name = dotted.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            f"similarity backend {name!r} lives in {module_name}, which could not be imported: {error}"
-        ) from error
-    return getattr(module, function_name)
+    """A registered backend name or a ``module:function`` path (``glom_plugin.plugins``)."""
+    return load_function(name, SIMILARITY_BACKENDS, "similarity backend")
 
 
 def compute_similarity(

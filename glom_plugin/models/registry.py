@@ -6,12 +6,12 @@ third-party model is one more line here (or ``module:Class`` given directly as a
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from glom_plugin.config import GlomConfig
 from glom_plugin.models.base import LookalikeModel
+from glom_plugin.plugins import load_class, resolve_path
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,8 @@ def model_config(name: str, config: GlomConfig) -> GlomConfig:
 
 
 def load_model_class(name: str) -> type[LookalikeModel]:
-    module_name, _, class_name = _spec(name).path.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(cls, type) and issubclass(cls, LookalikeModel)):
-        raise TypeError(f"{_spec(name).path} is not a LookalikeModel")
-    return cls
+    """The class of a registered model name or of a ``module:Class`` path (``glom_plugin.plugins``)."""
+    return load_class(_spec(name).path, {}, LookalikeModel, "model")
 
 
 def create_model(name: str, config: GlomConfig, seed: int = 0) -> LookalikeModel:
@@ -124,8 +121,7 @@ def create_model(name: str, config: GlomConfig, seed: int = 0) -> LookalikeModel
 
 
 def _spec(name: str) -> ModelSpec:
+    """The registered spec, or a bare spec for a ``module:Class`` path; the one loader's error otherwise."""
     if name in MODEL_REGISTRY:
         return MODEL_REGISTRY[name]
-    if ":" in name:
-        return ModelSpec(name)
-    raise KeyError(f"unknown model {name!r}; available: {', '.join(MODEL_REGISTRY)}")
+    return ModelSpec(resolve_path(name, {key: spec.path for key, spec in MODEL_REGISTRY.items()}, "model"))

@@ -12,7 +12,6 @@ are the offline sources of the Feast profile-embedding feature views.
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from glom_plugin.config import GlomConfig
 from glom_plugin.data.schema import MAX_TIMESTAMP_MS
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.layout import RunLayout
+from glom_plugin.plugins import load_class
 from glom_plugin.storage import write_json, write_parquet
 from glom_plugin.text.llm_builder import DryRunReport
 from glom_plugin.text.profile_inputs import ItemInput, UserInput, item_inputs, user_inputs
@@ -93,12 +93,9 @@ class ProfileTables:
 
 
 def create_builder(cfg: GlomConfig, cache_dir: Path) -> ProfileBuilder:
-    name = cfg.profiles.builder
-    if name not in PROFILE_BUILDERS:
-        raise ValueError(f"unknown profiles.builder {name!r}; known: {', '.join(sorted(PROFILE_BUILDERS))}")
-    module_name, class_name = PROFILE_BUILDERS[name].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(cfg, Path(cache_dir))
+    """The builder named by ``profiles.builder`` (a registered name or ``module:Class``)."""
+    cls = load_class(cfg.profiles.builder, PROFILE_BUILDERS, ProfileBuilder, "profiles.builder")
+    return cls(cfg, Path(cache_dir))  # type: ignore[call-arg]
 
 
 def _require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:

@@ -16,7 +16,6 @@ rating alone and records that in ``polarity_source``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -24,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from glom_plugin.config import PolarityConfig
+from glom_plugin.plugins import load_class
 
 # Short name -> "module:Class". Each class takes the PolarityConfig and scores a list of non-empty texts.
 SENTIMENT_BACKENDS: dict[str, str] = {
@@ -108,15 +108,9 @@ class HuggingFaceSentiment:
 
 
 def create_sentiment_backend(cfg: PolarityConfig) -> SentimentBackend:
-    """Instantiate the backend named by ``cfg.sentiment_backend`` through the registry."""
-    try:
-        dotted = SENTIMENT_BACKENDS[cfg.sentiment_backend]
-    except KeyError:
-        raise ValueError(
-            f"unknown polarity.sentiment_backend {cfg.sentiment_backend!r}; known: {sorted(SENTIMENT_BACKENDS)}"
-        ) from None
-    module_name, class_name = dotted.split(":")
-    return getattr(importlib.import_module(module_name), class_name)(cfg)
+    """Instantiate the backend named by ``cfg.sentiment_backend`` (a registered name or ``module:Class``)."""
+    cls = load_class(cfg.sentiment_backend, SENTIMENT_BACKENDS, SentimentBackend, "polarity.sentiment_backend")
+    return cls(cfg)  # type: ignore[call-arg]
 
 
 def sentiment_backend_key(cfg: PolarityConfig) -> str:

@@ -25,5 +25,5 @@ def test_created_models_carry_the_variant_name():
 
 
 def test_unknown_names_list_the_choices():
-    with pytest.raises(KeyError, match="available"):
+    with pytest.raises(ValueError, match="unknown model 'glom-attn9'; available: .*glom-seedset"):
         create_model("glom-attn9", GlomConfig())

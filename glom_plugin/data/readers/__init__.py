@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from glom_plugin.config import DataConfig
 from glom_plugin.data.readers.base import DEFAULT_CHUNK_ROWS, RatingScale, RawChunk, Reader
 from glom_plugin.data.rejects import RejectLog
+from glom_plugin.plugins import load_class
 
 READER_REGISTRY: dict[str, str] = {
     "amazon2023": "glom_plugin.data.readers.amazon:Amazon2023Reader",
@@ -22,17 +22,8 @@ READER_REGISTRY: dict[str, str] = {
 
 def reader_class(source_format: str) -> type[Reader]:
     """The reader for a registered name, or for a ``module:Class`` dotted path."""
-    target = READER_REGISTRY.get(source_format, source_format)
-    if ":" not in target:
-        raise ValueError(
-            f"unknown data.source_format {source_format!r}; known: {sorted(READER_REGISTRY)} + 'synthetic' "
-            "(or give a 'package.module:ReaderClass' path)"
-        )
-    module_name, class_name = target.split(":", 1)
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(cls, type) and issubclass(cls, Reader)):
-        raise TypeError(f"{target} is not a glom_plugin.data.readers.base.Reader subclass")
-    return cls
+    # 'synthetic' never reaches a reader: ingest generates that data itself
+    return load_class(source_format, READER_REGISTRY, Reader, "data.source_format", also=("synthetic",))
 
 
 def create_reader(
