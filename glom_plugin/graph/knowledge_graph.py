@@ -18,7 +18,9 @@ from the schema entirely, ``use_similarity_edges=False`` drops ``similar`` — "
 "GLoM w/o U/U Similarity".
 
 Consumers that want plain triples (TransE-style pre-training, §3.5) use ``knowledge_graph_triples`` or
-the homogeneous view ``to_homogeneous_triples`` (one id space: users 0..U−1, items U..U+I−1).
+the homogeneous view ``to_homogeneous_triples`` (one id space: users 0..U−1, items U..U+I−1). The graph
+stage writes the former to ``triples.parquet``; ``read_knowledge_graph_relations`` reads it back (checked
+against the run's ``LookalikeData``) so PM and GLM train on the artifact, not on a rebuild beside it.
 """
 
 from __future__ import annotations
@@ -78,6 +80,16 @@ class HomogeneousTriples(NamedTuple):
     relation_names: list[str]
     n_users: int
     n_items: int
+
+
+def relation_schema(graph_cfg: GraphConfig) -> list[tuple[str, str, str]]:
+    """(head type, relation, tail type) of each forward relation the config puts in the KG, in KG order."""
+    schema = [(USER, RELATION_INTERACTED, ITEM)]
+    if graph_cfg.use_polarity_edges:
+        schema += [(USER, RELATION_LIKES, ITEM), (USER, RELATION_DISLIKES, ITEM)]
+    if graph_cfg.use_similarity_edges:
+        schema.append((USER, RELATION_SIMILAR, USER))
+    return schema
 
 
 def knowledge_graph_relations(data: LookalikeData, graph_cfg: GraphConfig) -> list[Relation]:
@@ -166,6 +178,92 @@ def to_homogeneous_triples(data: LookalikeData, graph_cfg: GraphConfig) -> Homog
     return HomogeneousTriples(
         src.astype(np.int64), rel_ids, dst.astype(np.int64), weight, names, data.n_users, data.n_items
     )
+
+
+def read_knowledge_graph_relations(path: str | Path, data: LookalikeData, graph_cfg: GraphConfig) -> list[Relation]:
+    """The forward relations the graph stage wrote to ``triples.parquet``, read back instead of rebuilt.
+
+    The file must describe ``data`` under ``graph_cfg``: the relations the config asks for and no other,
+    each endpoint of its declared type and inside ``data``'s user / item index, and per relation exactly
+    the pairs ``data`` holds (the interactions, likes / dislikes by ``liked``, each similar pair in both
+    directions). A file from an earlier graph run or other ``graph.*`` settings is refused with the
+    first difference; rerunning ``glom graph`` rewrites it. Rows keep their file order.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `glom graph` first")
+    labels = ["relation", "head_type", "tail_type"]
+    table = pq.read_table(path, read_dictionary=labels)  # three labels per row: codes, not 1M strings
+    missing = [c for c in TRIPLE_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; has {table.column_names}")
+    codes, vocab = {}, {}
+    for column in labels:
+        chunked = table.column(column).combine_chunks()
+        codes[column] = chunked.indices.to_numpy(zero_copy_only=False)
+        vocab[column] = [str(v) for v in chunked.dictionary.to_pylist()]
+    schema = relation_schema(graph_cfg)
+    names = [name for _, name, _ in schema]
+    relation_of_row = np.asarray(vocab["relation"], dtype=object)
+    used = np.unique(codes["relation"])
+    extra = [vocab["relation"][c] for c in used if vocab["relation"][c] not in names]
+    if extra:
+        row = int(np.flatnonzero(relation_of_row[codes["relation"]] == extra[0])[0])
+        raise ValueError(
+            f"{path}: row {row}: relation {extra[0]!r} is not in this config's knowledge graph {names} "
+            "(written with other graph.* settings); rerun `glom graph`"
+        )
+    heads = table.column("head").to_numpy()
+    tails = table.column("tail").to_numpy()
+    weights = table.column("weight").to_numpy()
+    sizes = {USER: data.n_users, ITEM: data.n_items}
+    expected = _expected_pairs(data, graph_cfg)
+    out = []
+    for head_type, name, tail_type in schema:
+        code = vocab["relation"].index(name) if name in vocab["relation"] else -1
+        rows = np.flatnonzero(codes["relation"] == code)
+        for column, node_type in (("head_type", head_type), ("tail_type", tail_type)):
+            types = np.asarray(vocab[column], dtype=object)[codes[column][rows]] if len(rows) else np.empty(0)
+            wrong = np.flatnonzero(types != node_type)
+            if len(wrong):
+                raise ValueError(
+                    f"{path}: row {int(rows[wrong[0]])}: field {column} of relation {name!r} is "
+                    f"{types[wrong[0]]!r}, expected {node_type!r}"
+                )
+        head, tail = heads[rows].astype(np.int64), tails[rows].astype(np.int64)
+        for column, nodes, node_type in (("head", head, head_type), ("tail", tail, tail_type)):
+            outside = np.flatnonzero((nodes < 0) | (nodes >= sizes[node_type]))
+            if len(outside):
+                raise ValueError(
+                    f"{path}: row {int(rows[outside[0]])}: field {column} = {int(nodes[outside[0]])} is outside "
+                    f"the {sizes[node_type]} {node_type}s of the graph stage's index: stale triples, rerun `glom graph`"
+                )
+        if not np.array_equal(np.sort(head * sizes[tail_type] + tail), expected[name]):
+            raise ValueError(
+                f"{path}: relation {name!r} holds {len(head)} triples that are not the {len(expected[name])} "
+                "pairs of the graph stage's edges (stale triples from another graph run); rerun `glom graph`"
+            )
+        out.append(Relation(head_type, name, tail_type, head, tail, weights[rows].astype(np.float64)))
+    return out
+
+
+def _expected_pairs(data: LookalikeData, graph_cfg: GraphConfig) -> dict[str, np.ndarray]:
+    """Per forward relation, the sorted pair keys ``head * n_tail_type + tail`` that ``data`` implies."""
+    edges = data.edges
+    users = edges["user_idx"].to_numpy(dtype=np.int64)
+    items = edges["item_idx"].to_numpy(dtype=np.int64)
+    keys = users * data.n_items + items
+    out = {RELATION_INTERACTED: np.sort(keys)}
+    if graph_cfg.use_polarity_edges:
+        liked = edges["liked"].to_numpy(dtype=bool)
+        out[RELATION_LIKES], out[RELATION_DISLIKES] = np.sort(keys[liked]), np.sort(keys[~liked])
+    if graph_cfg.use_similarity_edges:
+        a = data.similarity["user_a"].to_numpy(dtype=np.int64)
+        b = data.similarity["user_b"].to_numpy(dtype=np.int64)
+        out[RELATION_SIMILAR] = np.sort(np.r_[a * data.n_users + b, b * data.n_users + a])
+    return out
 
 
 def save_knowledge_graph(graph: dgl.DGLGraph, path: str | Path) -> Path:

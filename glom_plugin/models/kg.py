@@ -1,8 +1,9 @@
 """The knowledge graph GLoM trains on, as integer triples (§3.1: G = (V, E, R), triples (u, r, v)).
 
-Built directly from ``LookalikeData`` (through the graph stage's ``knowledge_graph_relations``, so the
-relations are defined in one place) so PM and GLM need nothing but the in-memory bundle every model
-receives (the evaluator builds it from training interactions only, so no held-out edge enters here).
+Read from the graph stage's ``triples.parquet`` by the training stages (``load_knowledge_triples``), or
+built from ``LookalikeData`` (``build_knowledge_triples``, through the same ``knowledge_graph_relations``
+the graph stage writes, so the relations are defined in one place) where no artifact exists: the
+evaluator builds it from each run's training interactions only, so no held-out edge enters here.
 
 Nodes are indexed in one id space: users ``0 .. n_users-1``, then items ``n_users .. n_users+n_items-1``.
 Relations (``glom_plugin.data.schema``):
@@ -18,12 +19,18 @@ Relations (``glom_plugin.data.schema``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from glom_plugin.config import GraphConfig
 from glom_plugin.graph.dataset import LookalikeData
+
+if TYPE_CHECKING:
+    from glom_plugin.graph.knowledge_graph import Relation
 
 
 @dataclass(frozen=True)
@@ -94,11 +101,28 @@ def triple_keys(heads, relations, tails, n_relations: int, n_nodes: int):
 
 def build_knowledge_triples(data: LookalikeData, graph: GraphConfig) -> KnowledgeTriples:
     """The KG of §3.1 in one id space, from the graph stage's relation list (``knowledge_graph_relations``,
-    which honours the ablation switches) plus the item -> user reverse of each user -> item relation."""
-    from glom_plugin.graph.knowledge_graph import ITEM, REVERSE_RELATION, knowledge_graph_relations
+    which honours the ablation switches) plus the item -> user reverse of each user -> item relation.
+    For data that has no graph-stage artifact: the evaluation's leak-free training splits."""
+    from glom_plugin.graph.knowledge_graph import knowledge_graph_relations
 
-    offset = {ITEM: data.n_users}
-    relations = knowledge_graph_relations(data, graph)
+    return knowledge_triples(knowledge_graph_relations(data, graph), data.n_users, data.n_items)
+
+
+def load_knowledge_triples(path: str | Path, data: LookalikeData, graph: GraphConfig) -> KnowledgeTriples:
+    """The same ``KnowledgeTriples`` as ``build_knowledge_triples``, from the graph stage's ``triples.parquet``
+    (checked to describe ``data`` under ``graph``; a stale file is refused), as the LightGCN reference
+    reads its cached adjacency instead of recomputing it."""
+    from glom_plugin.graph.knowledge_graph import read_knowledge_graph_relations
+
+    return knowledge_triples(read_knowledge_graph_relations(path, data, graph), data.n_users, data.n_items)
+
+
+def knowledge_triples(relations: Sequence[Relation], n_users: int, n_items: int) -> KnowledgeTriples:
+    """Forward relations (per node type indices) -> triples in one id space, forward relations first in
+    their order, then the item -> user reverse of each user -> item relation."""
+    from glom_plugin.graph.knowledge_graph import ITEM, REVERSE_RELATION
+
+    offset = {ITEM: n_users}
     names: list[str] = []
     heads: list[np.ndarray] = []
     tails: list[np.ndarray] = []
@@ -124,8 +148,8 @@ def build_knowledge_triples(data: LookalikeData, graph: GraphConfig) -> Knowledg
         np.concatenate(rels),
         np.concatenate(tails),
         tuple(names),
-        data.n_users,
-        data.n_items,
+        n_users,
+        n_items,
     )
     _check_bounds(triples)
     return triples

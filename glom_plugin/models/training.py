@@ -186,7 +186,8 @@ def fit_pm(
     progress: bool = True,
     checkpoint: EpochCheckpoint | None = None,
 ) -> PMResult:
-    """Train PM (Eq. 2) on the KG of ``data``; returns the model and its node/relation embeddings."""
+    """Train PM (Eq. 2) on the KG of ``data``: ``triples`` when given (the graph stage's artifact,
+    ``kg.load_knowledge_triples``), else built from ``data``; returns the model and its embeddings."""
     device = torch.device(device or cfg.resolved_device())
     seed_everything(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -313,14 +314,24 @@ def fit_glm(
     pm: PMResult | None = None,
     progress: bool = True,
     checkpoint: EpochCheckpoint | None = None,
+    triples: KnowledgeTriples | None = None,
 ) -> GLMResult:
     """Train GLM on the KG of ``data`` with ``cfg.glm.objective`` (Eq. 9, or the seed-set episodes of
-    ``seedset.py``); h^0 from ``pm`` when ``cfg.glm.use_pm`` (random otherwise)."""
+    ``seedset.py``); h^0 from ``pm`` when ``cfg.glm.use_pm`` (random otherwise). The KG is ``triples``
+    when given (the graph stage's artifact, ``kg.load_knowledge_triples``), else PM's, else built
+    from ``data``."""
     device = torch.device(device or cfg.resolved_device())
     backend = resolve_backend(cfg.glm.backend, device.type)
     rng = seed_everything(seed + 1)
     generator = torch.Generator(device=device).manual_seed(seed + 1)
-    full = pm.triples if pm is not None else build_knowledge_triples(data, cfg.graph)
+    full = triples if triples is not None else pm.triples if pm is not None else build_knowledge_triples(
+        data, cfg.graph
+    )
+    if pm is not None and (full.n_users, full.n_items) != (pm.triples.n_users, pm.triples.n_items):
+        raise ValueError(
+            f"fit_glm: triples over {full.n_users} users + {full.n_items} items, PM trained on "
+            f"{pm.triples.n_users} + {pm.triples.n_items}: train PM on the same graph"
+        )
     if cfg.glm.use_pm and pm is None:
         raise ValueError(
             "glm.use_pm is true but no PM result was given; run fit_pm first (or set glm.use_pm=false)"
