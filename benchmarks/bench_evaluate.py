@@ -39,12 +39,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from glom_plugin.config import GlomConfig, parse_override
-    from glom_plugin.data.ingest import run_ingest
     from glom_plugin.evaluate.report import markdown_table
     from glom_plugin.evaluate.runner import run_evaluation
     from glom_plugin.evaluate.training_data import EvaluationTables, build_training_data
-    from glom_plugin.graph.build import run_graph_stage
     from glom_plugin.layout import RunLayout
+    from glom_plugin.stages.graph import run_graph_stage
+    from glom_plugin.stages.ingest import run_ingest
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
     overrides = {

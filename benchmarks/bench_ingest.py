@@ -37,8 +37,8 @@ def _peak_rss_mb() -> float:
 def run_one(case: str, data_dir: Path) -> dict:
     """Runs inside the child process."""
     from glom_plugin.config import GlomConfig
-    from glom_plugin.data.ingest import run_ingest
     from glom_plugin.layout import RunLayout
+    from glom_plugin.stages.ingest import run_ingest
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         layout = RunLayout.at(tmp)

@@ -64,7 +64,7 @@ def _require(layout: RunLayout, reader: str, *stages: str) -> None:
 
 
 def ingest(cfg: GlomConfig) -> Any:
-    from glom_plugin.data.ingest import run_ingest
+    from glom_plugin.stages.ingest import run_ingest
 
     layout = layout_for(cfg)
     return _stage(layout, "ingest", cfg, (), lambda: run_ingest(cfg, layout),
@@ -81,7 +81,7 @@ def validate(cfg: GlomConfig) -> Any:
 
 
 def graph(cfg: GlomConfig) -> Any:
-    from glom_plugin.graph.build import run_graph_stage
+    from glom_plugin.stages.graph import run_graph_stage
 
     layout = layout_for(cfg)
     _require(layout, "glom graph", "ingest")

@@ -12,14 +12,11 @@ that fails, the rejects file (the thing to look at) is the one file written.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import tempfile
-import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +30,7 @@ from tqdm import tqdm
 from glom_plugin.config import GlomConfig
 from glom_plugin.data.dedup import DigestSet
 from glom_plugin.data.hashing import hash_user_ids
-from glom_plugin.data.readers import create_reader
-from glom_plugin.data.readers.base import DEFAULT_CHUNK_ROWS, RatingScale, RawChunk, Reader
+from glom_plugin.data.readers.base import RatingScale, RawChunk, Reader
 from glom_plugin.data.rejects import (
     DUPLICATE,
     EMPTY_ID,
@@ -50,7 +46,13 @@ from glom_plugin.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, MAX_TIMES
 from glom_plugin.layout import RunLayout
 
 MAX_KCORE_ROUNDS = 20
+# ``section(name)`` -> a context manager around one part of the work (a meter's, or nothing).
+Section = Callable[[str], AbstractContextManager[object]]
 _DIGEST_COLUMNS = ["user_id", "item_id", "rating", "review_title", "text", "timestamp_ms"]
+
+
+def _unmetered(name: str) -> AbstractContextManager[object]:
+    return nullcontext()
 
 
 class IngestError(RuntimeError):
@@ -88,6 +90,8 @@ class IngestReport:
     reject_ratio: float = 0.0
     elapsed_s: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
+    # Seconds and peak RSS per part of the work (glom_plugin.stages.meter): {name: {"s", "peak_mb"}}.
+    profile: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.rejects_by_reason.items())) or "none"
@@ -101,22 +105,6 @@ class IngestReport:
             f"({self.n_items_with_metadata:,} with metadata), {self.share_with_text:.1%} with text; "
             f"rating scale [{self.rating_min:g}, {self.rating_max:g}]; {self.elapsed_s:.1f}s"
         )
-
-
-# --------------------------------------------------------------------------------------------- source
-
-
-def resolve_source(cfg: GlomConfig, layout: RunLayout) -> tuple[str, Path]:
-    """(reader name, path). ``synthetic`` generates the default dataset into ``layout.raw_dir`` (once
-    per size and seed) and reads it as Amazon 2023 — the layout of the paper's data."""
-    if cfg.data.source_format == "synthetic":
-        from glom_plugin.data.synthetic import ensure_synthetic
-
-        dataset = ensure_synthetic(layout.raw_dir, cfg.data.synthetic_reviews, cfg.data.synthetic_seed)
-        return "amazon2023", dataset.reviews_path
-    if not cfg.data.source_path:
-        raise IngestError(f"data.source_path is required for data.source_format={cfg.data.source_format!r}")
-    return cfg.data.source_format, Path(cfg.data.source_path)
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -204,111 +192,56 @@ def _count(counter: Counter[str], values: pa.Array | pa.ChunkedArray) -> None:
     counter.update(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)))
 
 
-# ----------------------------------------------------------------------------------------------- run
+# ---------------------------------------------------------------------------------------- the passes
 
 
-def run_ingest(
-    cfg: GlomConfig, layout: RunLayout, chunk_rows: int = DEFAULT_CHUNK_ROWS, echo: Any = print
-) -> IngestReport:
-    """Read ``cfg.data.source_path`` with the ``cfg.data.source_format`` reader and write
-    ``layout.interactions`` / ``items`` / ``users`` / ``rejects`` / ``ingest_report``.
-
-    Raises ``IngestError`` when the share of bad rows exceeds ``cfg.data.max_reject_ratio`` (the
-    message names the file(s), the counts by reason and the first offending file:line:field) or when
-    no interaction survives. Memory: the dedup digests (8 bytes per distinct row), per-user and
-    per-item counters, one chunk of rows; never the whole file.
-    """
-    started = time.perf_counter()
-    reader_name, source = resolve_source(cfg, layout)
-    outputs = {
-        "interactions": layout.interactions,
-        "items": layout.items,
-        "users": layout.users,
-        "rejects": layout.rejects,
-        "ingest_report": layout.ingest_report,
-    }
-    stage = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=layout.ingest_dir))
-    rejects = RejectLog(layout.rejects)
-    try:
-        reader = create_reader(reader_name, cfg.data, source, rejects, chunk_rows)
-        scale = reader.rating_scale()
-        files = [str(p) for p in reader.interaction_files()]
-        meta = reader.meta_file()
-        report = IngestReport(
-            source_format=cfg.data.source_format,
-            source_files=files,
-            meta_file=str(meta) if meta else None,
-            rating_min=scale.min,
-            rating_max=scale.max,
-            min_user_interactions=cfg.data.min_user_interactions,
-            min_item_interactions=cfg.data.min_item_interactions,
-        )
-        all_rows = stage / "accepted.parquet"
-        counts = _first_pass(reader, scale, cfg.id_salt(), rejects, all_rows, report)
-        _check_rejects(cfg, rejects, files, report, layout)
-        keep_users, keep_items = _kcore(all_rows, *counts, cfg, report)
-        del counts  # per-user / per-item counters: the largest O(users) structures, done with
-        _final_pass(all_rows, keep_users, keep_items, stage, report)
-        _write_items(reader, keep_items, stage / "items.parquet", report)
-        # Metadata rejects are known only now; they are reported but not part of the reject ratio.
-        report.rejects_by_reason = dict(rejects.by_reason)
-        report.meta_rejected = sum(n for f, n in rejects.errors_by_file.items() if f not in set(files))
-        report.elapsed_s = round(time.perf_counter() - started, 3)
-        report.outputs = {name: str(path) for name, path in outputs.items()}
-        report_path = stage / "ingest_report.json"
-        report_path.write_text(json.dumps(asdict(report), indent=2, sort_keys=True))
-        # Commit: tables first, the report last (its presence marks a complete ingest).
-        for name in ("interactions", "items", "users"):
-            os.replace(stage / f"{name}.parquet", outputs[name])
-        rejects.commit()
-        os.replace(report_path, layout.ingest_report)
-    except IngestError:
-        # The rejects file is what the message points to; stale tables from an earlier run must not
-        # be mistaken for this run's output.
-        rejects.commit()
-        for name in ("interactions", "items", "users", "ingest_report"):
-            outputs[name].unlink(missing_ok=True)
-        raise
-    except BaseException:
-        rejects.discard()
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    echo(report.summary())
-    return report
-
-
-def _first_pass(
-    reader: Reader, scale: RatingScale, salt: str, rejects: RejectLog, out: Path, report: IngestReport
+def first_pass(
+    reader: Reader,
+    scale: RatingScale,
+    salt: str,
+    rejects: RejectLog,
+    out: Path,
+    report: IngestReport,
+    section: Section = _unmetered,
 ) -> tuple[Counter[str], Counter[str]]:
-    """Validate, hash, normalize, dedup; stream accepted rows to ``out``; count per user and item."""
+    """Validate, hash, normalize, dedup; stream accepted rows to ``out``; count per user and item.
+    ``section(name)`` wraps each part of a chunk's work (the stage passes its meter's ``section``)."""
     digests = DigestSet()
     user_counts: Counter[str] = Counter()
     item_counts: Counter[str] = Counter()
     parsed = validation_rejected = 0
+    chunks = iter(reader.interaction_chunks())
     with pq.ParquetWriter(out, INTERACTIONS_SCHEMA) as writer, tqdm(
         desc="ingest", unit=" rows", unit_scale=True, disable=None
     ) as bar:
-        for chunk in reader.interaction_chunks():
+        while True:
+            with section("read"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                break
             parsed += len(chunk.frame)
             bar.update(len(chunk.frame))
-            rows = validate_chunk(chunk, scale, rejects)
+            with section("validate_rows"):
+                rows = validate_chunk(chunk, scale, rejects)
             validation_rejected += len(chunk.frame) - len(rows)
             if rows.empty:
                 continue
-            rows["user_id"] = hash_user_ids(rows["user_id"].to_numpy(), salt)
-            fresh = digests.add_new(
-                pd.util.hash_pandas_object(rows[_DIGEST_COLUMNS].astype(object), index=False).to_numpy()
-            )
-            for line in rows["_line"].to_numpy()[~fresh]:
-                rejects.add(chunk.source, int(line), None, DUPLICATE, "exact duplicate of an earlier review")
-            report.duplicates += int((~fresh).sum())
-            rows = rows.loc[fresh]
-            rows["rating_norm"] = scale.normalize(rows["rating"].to_numpy())
-            table = _to_table(rows, INTERACTIONS_SCHEMA)
-            writer.write_table(table)
-            _count(user_counts, table["user_id"])
-            _count(item_counts, table["item_id"])
+            with section("hash_ids"):
+                rows["user_id"] = hash_user_ids(rows["user_id"].to_numpy(), salt)
+            with section("dedup"):
+                fresh = digests.add_new(
+                    pd.util.hash_pandas_object(rows[_DIGEST_COLUMNS].astype(object), index=False).to_numpy()
+                )
+                for line in rows["_line"].to_numpy()[~fresh]:
+                    rejects.add(chunk.source, int(line), None, DUPLICATE, "exact duplicate of an earlier review")
+                report.duplicates += int((~fresh).sum())
+                rows = rows.loc[fresh]
+            with section("stage_write"):
+                rows["rating_norm"] = scale.normalize(rows["rating"].to_numpy())
+                table = _to_table(rows, INTERACTIONS_SCHEMA)
+                writer.write_table(table)
+                _count(user_counts, table["user_id"])
+                _count(item_counts, table["item_id"])
             report.rows_accepted += table.num_rows
     files = set(report.source_files)
     report.rows_rejected = sum(n for f, n in rejects.errors_by_file.items() if f in files)
@@ -320,7 +253,7 @@ def _first_pass(
     return user_counts, item_counts
 
 
-def _check_rejects(cfg: GlomConfig, rejects: RejectLog, files: list[str], report: IngestReport, layout: RunLayout) -> None:
+def check_rejects(cfg: GlomConfig, rejects: RejectLog, files: list[str], report: IngestReport, layout: RunLayout) -> None:
     report.rejects_by_reason = dict(rejects.by_reason)
     report.reject_ratio = report.rows_rejected / report.rows_read if report.rows_read else 0.0
     if TRUNCATED_GZIP in rejects.first and cfg.data.truncated_gzip == "refuse":
@@ -340,7 +273,7 @@ def _check_rejects(cfg: GlomConfig, rejects: RejectLog, files: list[str], report
         raise IngestError(f"ingest of {', '.join(files)} found no valid interaction rows; see {layout.rejects}")
 
 
-def _kcore(
+def kcore(
     all_rows: Path, user_counts: Counter[str], item_counts: Counter[str], cfg: GlomConfig, report: IngestReport
 ) -> tuple[pa.Array, pa.Array]:
     """Iterate: drop users with < min_user and items with < min_item interactions, recount, until
@@ -363,7 +296,7 @@ def _kcore(
     return pa.array(sorted(keep_u), pa.string()), pa.array(sorted(keep_i), pa.string())
 
 
-def _final_pass(all_rows: Path, keep_users: pa.Array, keep_items: pa.Array, stage: Path, report: IngestReport) -> None:
+def final_pass(all_rows: Path, keep_users: pa.Array, keep_items: pa.Array, stage: Path, report: IngestReport) -> None:
     n_inter: Counter[str] = Counter()
     n_text: Counter[str] = Counter()
     with pq.ParquetWriter(stage / "interactions.parquet", INTERACTIONS_SCHEMA) as writer:
@@ -399,7 +332,7 @@ def _final_pass(all_rows: Path, keep_users: pa.Array, keep_items: pa.Array, stag
     pq.write_table(table, stage / "users.parquet")
 
 
-def _write_items(reader: Reader, keep_items: pa.Array, out: Path, report: IngestReport) -> None:
+def write_items(reader: Reader, keep_items: pa.Array, out: Path, report: IngestReport) -> None:
     """One row per item that has interactions: its metadata when the layout has some (first record
     wins), nulls otherwise."""
     seen: set[str] = set()

@@ -1,37 +1,26 @@
-"""`glom graph`: polarity (§3.3) → similarity (§3.4) → GX gate → knowledge graph (§3.1), and the
-``LookalikeData`` bundle every model trains on.
+"""The ``LookalikeData`` bundle every model trains on, from polarity edges (§3.3) and Eq. 1 (§3.4).
 
 ``build_lookalike_data`` is pure and fast (no I/O, no sentiment model): the evaluator calls it once per
 run on the *training* polarity edges only, so held-out purchases never reach similarity or the graph.
-``run_graph_stage`` is the stage: it reads the ingested tables, scores sentiment (reusing the sentiment
-already stored in a previous polarity-edges table), gates the edges with Great Expectations, then
-writes the graph artifacts. ``load_lookalike_data`` reads them back without recomputing anything.
+``lookalike_data_from_edges`` is the same from already integer-indexed edges, ``min_interactions_mask``
+the minimum-interactions filter on integer codes, and ``graph_report`` / ``degenerate_graph_warnings``
+describe a built graph. The stage that reads the ingested tables and writes the graph artifacts is
+``glom_plugin.stages.graph``; ``load_lookalike_data`` reads those artifacts back without recomputing.
 """
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from glom_plugin.config import GlomConfig
-from glom_plugin.data.schema import POLARITY_SCHEMA, SIMILARITY_SCHEMA, TRIPLES_SCHEMA
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.layout import RunLayout
-from glom_plugin.storage import write_json, write_parquet
 
 EDGE_COLUMNS = ["user_idx", "item_idx", "rating_norm", "sentiment", "polarity", "liked"]
-INDEX_SCHEMA = pa.schema(
-    [pa.field("idx", pa.int64(), nullable=False), pa.field("id", pa.string(), nullable=False)]
-)
-# Parquet key-value metadata on polarity_edges naming the scorer of its ``sentiment`` column.
-SENTIMENT_BACKEND_METADATA = b"glom.sentiment_backend"
 
 
 def _index_of(ids: pd.Series, index: pd.Index, what: str) -> np.ndarray:
@@ -106,8 +95,6 @@ def build_lookalike_data(
     edges were all held out); by default they are the sorted distinct ids of ``polarity_edges``. Every
     edge's endpoints must be in them. No sentiment is computed here: ``polarity_edges`` already holds it.
     """
-    from glom_plugin.graph.similarity import compute_similarity
-
     if user_ids is None:
         user_ids = np.sort(polarity_edges["user_id"].unique()).astype(object)
     if item_ids is None:
@@ -115,6 +102,17 @@ def build_lookalike_data(
     user_ids = np.asarray(user_ids, dtype=object)
     item_ids = np.asarray(item_ids, dtype=object)
     edges = _edges_frame(polarity_edges, pd.Index(user_ids), pd.Index(item_ids))
+    return lookalike_data_from_edges(edges, user_ids, item_ids, items, cfg)
+
+
+def lookalike_data_from_edges(
+    edges: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray, items: pd.DataFrame | None, cfg: GlomConfig
+) -> LookalikeData:
+    """``LookalikeData`` from integer-indexed edges (``EDGE_COLUMNS``) whose indices point into
+    ``user_ids`` / ``item_ids``: similarity (Eq. 1) and item categories are computed here. The graph stage
+    calls it with edges it indexed itself (no string lookups over millions of rows)."""
+    from glom_plugin.graph.similarity import compute_similarity
+
     similarity = compute_similarity(edges, len(user_ids), cfg.similarity, n_items=len(item_ids))
     categories, names = item_category_matrix(items, item_ids)
     return LookalikeData(
@@ -127,49 +125,56 @@ def build_lookalike_data(
     )
 
 
+def min_interactions_mask(
+    user_codes: np.ndarray, item_codes: np.ndarray, min_user: int, min_item: int
+) -> np.ndarray:
+    """Rows to keep so that every kept user has ≥ ``min_user`` and every kept item ≥ ``min_item`` distinct
+    partners, repeating until both hold (dropping an item can push a user under the bar). Codes are
+    non-negative integers (one per distinct id); repeat reviews of a pair count once."""
+    user_codes = np.asarray(user_codes, dtype=np.int64)
+    item_codes = np.asarray(item_codes, dtype=np.int64)
+    keep = np.ones(len(user_codes), dtype=bool)
+    if not len(user_codes):
+        return keep
+    n_items = int(item_codes.max()) + 1
+    pair_key = user_codes * n_items + item_codes
+    while True:
+        pairs = np.unique(pair_key[keep])
+        user_count = np.bincount(pairs // n_items)
+        item_count = np.bincount(pairs % n_items, minlength=n_items)
+        weak_user = (user_count > 0) & (user_count < min_user)
+        weak_item = (item_count > 0) & (item_count < min_item)
+        if not weak_user.any() and not weak_item.any():
+            return keep
+        weak_user = np.r_[weak_user, np.zeros(max(0, int(user_codes.max()) + 1 - len(weak_user)), dtype=bool)]
+        keep &= ~weak_user[user_codes] & ~weak_item[item_codes]
+
+
+def min_interactions_report(
+    user_codes: np.ndarray, item_codes: np.ndarray, keep: np.ndarray
+) -> dict[str, int]:
+    """What ``min_interactions_mask`` removed, for the graph report: nothing leaves silently."""
+    def distinct(codes: np.ndarray) -> int:
+        return len(np.unique(codes))
+
+    return {
+        "interactions_dropped": int(len(keep) - keep.sum()),
+        "users_dropped": distinct(user_codes) - distinct(user_codes[keep]),
+        "items_dropped": distinct(item_codes) - distinct(item_codes[keep]),
+    }
+
+
 def apply_min_interactions(
     interactions: pd.DataFrame, cfg: GlomConfig
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Drop users / items with fewer distinct partners than ``data.min_user_interactions`` /
-    ``min_item_interactions``, repeatedly until both hold (dropping an item can push a user under the
-    bar). Counts are returned for the report: nothing leaves silently."""
-    min_user, min_item = cfg.data.min_user_interactions, cfg.data.min_item_interactions
-    frame = interactions
-    before_users, before_items = frame["user_id"].nunique(), frame["item_id"].nunique()
-    while True:
-        pairs = frame[["user_id", "item_id"]].drop_duplicates()
-        user_counts = pairs["user_id"].value_counts()
-        item_counts = pairs["item_id"].value_counts()
-        weak_users = user_counts.index[user_counts < min_user]
-        weak_items = item_counts.index[item_counts < min_item]
-        if len(weak_users) == 0 and len(weak_items) == 0:
-            break
-        frame = frame.loc[~frame["user_id"].isin(weak_users) & ~frame["item_id"].isin(weak_items)]
-    frame = frame.reset_index(drop=True)
-    return frame, {
-        "interactions_dropped": len(interactions) - len(frame),
-        "users_dropped": before_users - frame["user_id"].nunique(),
-        "items_dropped": before_items - frame["item_id"].nunique(),
-    }
-
-
-def _read_sentiment_cache(layout: RunLayout, backend_key: str) -> pd.DataFrame | None:
-    """The stored sentiment of a previous run, only when the same backend produced it."""
-    path = layout.polarity_edges
-    if not path.is_file():
-        return None
-    metadata = pq.read_schema(path).metadata or {}
-    if metadata.get(SENTIMENT_BACKEND_METADATA, b"").decode() != backend_key:
-        return None
-    return pd.read_parquet(path, columns=["user_id", "item_id", "sentiment"])
-
-
-def _write_polarity(polarity: pd.DataFrame, layout: RunLayout, backend_key: str) -> None:
-    table = pa.Table.from_pandas(polarity, schema=POLARITY_SCHEMA, preserve_index=False)
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), SENTIMENT_BACKEND_METADATA: backend_key.encode()}
+    ``min_item_interactions`` (``min_interactions_mask``). Counts are returned for the report."""
+    user_codes = pd.factorize(interactions["user_id"])[0]
+    item_codes = pd.factorize(interactions["item_id"])[0]
+    keep = min_interactions_mask(
+        user_codes, item_codes, cfg.data.min_user_interactions, cfg.data.min_item_interactions
     )
-    write_parquet(table, layout.polarity_edges)
+    return interactions.loc[keep].reset_index(drop=True), min_interactions_report(user_codes, item_codes, keep)
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:
@@ -229,90 +234,6 @@ def degenerate_graph_warnings(data: LookalikeData, polarity: pd.DataFrame, cfg: 
             "liked/disliked polarity edges carry no preference (implicit feedback?)"
         )
     return warnings
-
-
-def run_graph_stage(cfg: GlomConfig, layout: RunLayout) -> dict[str, Any]:
-    """The stage. Writes polarity_edges, similarity_edges, user/item index, knowledge_graph.bin, triples and
-    graph_report.json under ``layout.graph_dir``; GX results under ``layout.validation_dir / "graph"``.
-    Raises ``ValidationFailed`` (and writes no graph) when the edges break a suite."""
-    from glom_plugin.graph.knowledge_graph import (
-        build_knowledge_graph,
-        knowledge_graph_triples,
-        save_knowledge_graph,
-    )
-    from glom_plugin.graph.polarity import (
-        merge_repeat_reviews,
-        polarity_from_sentiment,
-        score_review_sentiment,
-    )
-    from glom_plugin.graph.similarity import similarity_with_ids
-    from glom_plugin.platform.gx_gate import validate_tables
-    from glom_plugin.text.sentiment import sentiment_backend_key
-
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = round(now - clock, 3)
-        clock = now
-
-    for path in (layout.interactions, layout.items):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: run `glom ingest` first")
-    interactions = pd.read_parquet(layout.interactions)
-    items = pd.read_parquet(layout.items)
-    interactions, dropped = apply_min_interactions(interactions, cfg)
-    lap("read")
-
-    backend_key = sentiment_backend_key(cfg.polarity)
-    cache = _read_sentiment_cache(layout, backend_key)
-    scored = score_review_sentiment(interactions, cfg, cache=cache)
-    lap("sentiment")
-    scored, repeats_merged = merge_repeat_reviews(scored)
-    polarity = polarity_from_sentiment(scored, cfg)
-    lap("polarity")
-    data = build_lookalike_data(polarity, items, cfg)
-    similarity = similarity_with_ids(data.similarity, data.user_ids)
-    lap("similarity")
-
-    validation = validate_tables(
-        {"polarity_edges": polarity, "similarity_edges": similarity, "items": items},
-        layout.validation_dir / "graph",
-        cfg,
-    )
-    lap("validation")
-
-    _write_polarity(polarity, layout, backend_key)
-    write_parquet(similarity, layout.similarity_edges, schema=SIMILARITY_SCHEMA)
-    write_parquet(
-        pd.DataFrame({"idx": np.arange(data.n_users), "id": data.user_ids}), layout.user_index, INDEX_SCHEMA
-    )
-    write_parquet(
-        pd.DataFrame({"idx": np.arange(data.n_items), "id": data.item_ids}), layout.item_index, INDEX_SCHEMA
-    )
-    graph = build_knowledge_graph(data, cfg.graph)
-    save_knowledge_graph(graph, layout.knowledge_graph)
-    write_parquet(knowledge_graph_triples(data, cfg.graph), layout.triples, schema=TRIPLES_SCHEMA)
-    lap("knowledge_graph")
-
-    report = graph_report(data, graph)
-    report["warnings"] = degenerate_graph_warnings(data, polarity, cfg)
-    for warning in report["warnings"]:
-        print(f"WARNING: {warning}", file=sys.stderr)
-    report.update(
-        {
-            "min_interactions": dropped,
-            "repeat_reviews_merged": repeats_merged,
-            "sentiment_backend": backend_key,
-            "sentiment_cached_rows": int(len(cache)) if cache is not None else 0,
-            "validation": {"success": validation.success, "data_docs": validation.data_docs_index},
-            "seconds": seconds,
-        }
-    )
-    write_json(report, layout.graph_report)
-    return report
 
 
 def load_lookalike_data(layout: RunLayout) -> LookalikeData:

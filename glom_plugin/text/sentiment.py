@@ -44,6 +44,8 @@ class VaderSentiment:
     """VADER compound score mapped from [-1, 1] to [0, 1]."""
 
     name = "vader"
+    # A pure function of the text: worker processes may score disjoint texts (text/sentiment_scorer.py).
+    parallel = True
 
     def __init__(self, cfg: PolarityConfig) -> None:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer

@@ -55,8 +55,8 @@ def test_profile_embeddings_are_rebuilt_without_held_out_purchases(tmp_path: Pat
 
 
 def test_evaluate_movielens_end_to_end(data_dir: Path, tmp_path: Path) -> None:
-    from glom_plugin.data.ingest import run_ingest
-    from glom_plugin.graph.build import run_graph_stage
+    from glom_plugin.stages.graph import run_graph_stage
+    from glom_plugin.stages.ingest import run_ingest
 
     source = data_dir / "movielens-latest-small"
     if not source.is_dir():

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from glom_plugin.data.ingest import run_ingest
-    from glom_plugin.graph.build import run_graph_stage
+    from glom_plugin.stages.graph import run_graph_stage
+    from glom_plugin.stages.ingest import run_ingest
     from glom_plugin.text.profiles import run_profiles_stage
 
     root = tmp_path_factory.mktemp("glom-run")

@@ -13,8 +13,8 @@ import pytest
 
 from glom_plugin.config import GlomConfig
 from glom_plugin.data.hashing import hash_user_id
-from glom_plugin.data.ingest import run_ingest
 from glom_plugin.layout import RunLayout
+from glom_plugin.stages.ingest import run_ingest
 
 pytestmark = pytest.mark.integration
 

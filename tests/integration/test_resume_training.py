@@ -39,9 +39,9 @@ def train_process(run_dir: Path, resume: bool) -> subprocess.Popen:
 
 
 def test_killed_training_resumes_to_the_uninterrupted_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from glom_plugin.data.ingest import run_ingest
-    from glom_plugin.graph.build import run_graph_stage
     from glom_plugin.models.artifact import TrainedModel
+    from glom_plugin.stages.graph import run_graph_stage
+    from glom_plugin.stages.ingest import run_ingest
 
     monkeypatch.setenv("GLOM_ID_SALT", "resume-test")
     killed, whole = tmp_path / "killed", tmp_path / "whole"

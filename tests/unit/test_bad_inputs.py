@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from glom_plugin.config import GlomConfig
-from glom_plugin.data.ingest import IngestError, run_ingest
+from glom_plugin.data.ingest import IngestError
 from glom_plugin.layout import RunLayout
+from glom_plugin.stages.ingest import run_ingest
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "bad_inputs"
 CASES = json.loads((CORPUS / "cases.json").read_text())

@@ -11,10 +11,11 @@ import pytest
 
 from glom_plugin.config import GlomConfig
 from glom_plugin.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
-from glom_plugin.graph.build import load_lookalike_data, run_graph_stage
+from glom_plugin.graph.build import load_lookalike_data
 from glom_plugin.graph.knowledge_graph import load_knowledge_graph
 from glom_plugin.layout import RunLayout
 from glom_plugin.platform.gx_gate import ValidationFailed
+from glom_plugin.stages.graph import run_graph_stage
 from glom_plugin.storage import write_parquet
 
 POSITIVE = ["Great product, love it", "Excellent, works perfectly", "Really good value"]

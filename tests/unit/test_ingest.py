@@ -15,7 +15,7 @@ import pytest
 from glom_plugin.config import GlomConfig
 from glom_plugin.data.dedup import DigestSet
 from glom_plugin.data.hashing import hash_ids_file, hash_user_id, hash_user_ids
-from glom_plugin.data.ingest import IngestError, IngestReport, run_ingest
+from glom_plugin.data.ingest import IngestError, IngestReport
 from glom_plugin.data.readers import READER_REGISTRY, reader_class
 from glom_plugin.data.rejects import (
     BAD_ENCODING,
@@ -35,6 +35,7 @@ from glom_plugin.data.rejects import (
 )
 from glom_plugin.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA
 from glom_plugin.layout import RunLayout
+from glom_plugin.stages.ingest import run_ingest
 
 SALT = "unit-test-salt"
 

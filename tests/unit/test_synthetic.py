@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from glom_plugin.config import GlomConfig
-from glom_plugin.data.ingest import run_ingest
 from glom_plugin.data.synthetic import ensure_synthetic, generate_amazon2023, sizes
 from glom_plugin.layout import RunLayout
+from glom_plugin.stages.ingest import run_ingest
 
 REVIEW_FIELDS = {"rating", "title", "text", "images", "asin", "parent_asin", "user_id", "timestamp", "helpful_vote", "verified_purchase"}
 META_FIELDS = {"main_category", "title", "features", "description", "price", "store", "categories", "parent_asin"}
