@@ -73,7 +73,7 @@ def ingest(cfg: GlomConfig) -> Any:
 
 
 def validate(cfg: GlomConfig) -> Any:
-    from glom_plugin.platform.gx_gate import run_validate
+    from glom_plugin.stages.validate import run_validate
 
     layout = layout_for(cfg)
     _require(layout, "glom validate", "ingest")

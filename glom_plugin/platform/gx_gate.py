@@ -29,7 +29,6 @@ import pandas as pd
 
 from glom_plugin.config import GlomConfig
 from glom_plugin.data.hashing import HASH_CHARS
-from glom_plugin.layout import RunLayout
 from glom_plugin.storage import write_json
 
 DEFAULT_SUITES_DIR = Path(__file__).resolve().parents[2] / "validations"
@@ -83,6 +82,8 @@ class ValidationReport:
     out_dir: str
     data_docs_index: str | None
     seconds: float
+    # Seconds and peak RSS per part ({name: {"s", "peak_mb"}}), where the caller measured them.
+    profile: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[ExpectationFailure]:
@@ -384,11 +385,30 @@ def _build_data_docs(context: Any, site_dir: Path) -> str | None:
     return str(index) if index.is_file() else urls.get("glom")
 
 
-def run_validate(cfg: GlomConfig, layout: RunLayout) -> ValidationReport:
-    """`glom validate`: the ingested interactions and items (``layout.interactions`` / ``layout.items``)."""
-    tables: dict[str, pd.DataFrame] = {}
-    for name, path in (("interactions", layout.interactions), ("items", layout.items)):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: run `glom ingest` first")
-        tables[name] = pd.read_parquet(path)
-    return validate_tables(tables, layout.validation_dir / "ingest", cfg)
+def suite_columns(spec: dict[str, Any]) -> list[str] | None:
+    """The stored columns a suite reads (``column``, ``column_list``, ``column_set`` and its key columns;
+    derived ``_`` columns excluded), or None when it needs the whole table (an exact column-set match).
+    Why: the ingested interactions hold every review's text, which no interactions expectation reads;
+    loading it would make the gate's memory grow with the text (gigabytes at 10M reviews)."""
+    columns: list[str] = list(spec.get("meta", {}).get("key_columns", []))
+    for expectation in spec.get("expectations", []):
+        kwargs = expectation.get("kwargs", {})
+        if expectation.get("type") == "expect_table_columns_to_match_set" and kwargs.get("exact_match", True):
+            return None
+        if expectation.get("type") == "expect_table_columns_to_match_ordered_list":
+            return None
+        named = [kwargs.get("column"), *kwargs.get("column_list", []), *kwargs.get("column_set", [])]
+        columns += [c for c in named if isinstance(c, str) and not c.startswith("_")]
+    return list(dict.fromkeys(columns))
+
+
+def read_for_suite(path: Path, table: str, suites_dir: str | Path | None = None) -> pd.DataFrame:
+    """``path`` read with only the columns ``table``'s suite names (those the file has: a missing one is
+    for the suite to report, not for the read to fail on)."""
+    import pyarrow.parquet as pq
+
+    wanted = suite_columns(load_suite_spec(table, suites_dir))
+    if wanted is not None:
+        present = set(pq.read_schema(path).names)
+        wanted = [c for c in wanted if c in present]
+    return pd.read_parquet(path, columns=wanted)

@@ -14,9 +14,9 @@ from glom_plugin.config import GlomConfig
 from glom_plugin.graph.build import load_lookalike_data
 from glom_plugin.graph.knowledge_graph import load_knowledge_graph
 from glom_plugin.layout import RunLayout
-from glom_plugin.platform.gx_gate import run_validate
 from glom_plugin.stages.graph import run_graph_stage
 from glom_plugin.stages.ingest import run_ingest
+from glom_plugin.stages.validate import run_validate
 
 pytestmark = pytest.mark.integration
 

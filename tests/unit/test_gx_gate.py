@@ -156,3 +156,17 @@ def test_missing_column_is_reported_with_the_error(tables, cfg, tmp_path) -> Non
     failures = {f.column: f for f in caught.value.report.failures}
     assert "n_corated" in failures and "error:" in failures["n_corated"].observed
     assert "n_corated" in failures["n_corated"].observed
+
+
+def test_suite_columns_leave_the_review_text_unread(tmp_path) -> None:
+    from glom_plugin.platform.gx_gate import load_suite_spec, read_for_suite, suite_columns
+
+    interactions = suite_columns(load_suite_spec("interactions"))
+    assert interactions is not None and {"user_id", "item_id", "rating", "rating_norm"} <= set(interactions)
+    assert "text" not in interactions and "review_title" not in interactions
+    assert suite_columns({"expectations": [{"type": "expect_table_columns_to_match_set",
+                                             "kwargs": {"column_set": ["a"], "exact_match": True}}]}) is None
+    # A column the suite names but the file lacks is left for the suite to report, not a read error.
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"user_id": ["u"], "text": ["long review"]}).to_parquet(path)
+    assert list(read_for_suite(path, "interactions").columns) == ["user_id"]
