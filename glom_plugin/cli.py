@@ -194,9 +194,10 @@ def expand_batch(
     set_: SetOpt = None,
 ) -> None:
     """Expand many campaigns in one blocked pass over the users; results stream to one Parquet file."""
-    from glom_plugin.expand.batch_stage import run_expand_batch_stage
+    from glom_plugin.stages.backends import stage_backend
 
     cfg = _config(config, run_dir, set_)
+    run_expand_batch_stage = stage_backend("expand_batch", cfg.backend)  # local or spark (stages/backends.py)
     layout = pipeline.layout_for(cfg)
     target = out or layout.expand_dir / f"{campaigns.stem}_lookalikes.parquet"
     summary = run_expand_batch_stage(cfg, layout, campaigns, target)

@@ -397,6 +397,9 @@ class GlomConfig(_Section):
 
     run_dir: str = "runs/default"
     seed: int = 42
+    # Where prepare (ingest, validate, graph) and expand-batch run: "local" (one process, the default) or
+    # "spark" (a Spark session; same artifacts, for data that outgrows one machine). stages/backends.py.
+    backend: Literal["local", "spark"] = "local"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
     polarity: PolarityConfig = Field(default_factory=PolarityConfig)

@@ -64,7 +64,9 @@ def _require(layout: RunLayout, reader: str, *stages: str) -> None:
 
 
 def ingest(cfg: GlomConfig) -> Any:
-    from glom_plugin.stages.ingest import run_ingest
+    from glom_plugin.stages.backends import stage_backend
+
+    run_ingest = stage_backend("ingest", cfg.backend)  # local or spark (stages/backends.py)
 
     layout = layout_for(cfg)
     return _stage(layout, "ingest", cfg, (), lambda: run_ingest(cfg, layout),
@@ -73,7 +75,9 @@ def ingest(cfg: GlomConfig) -> Any:
 
 
 def validate(cfg: GlomConfig) -> Any:
-    from glom_plugin.stages.validate import run_validate
+    from glom_plugin.stages.backends import stage_backend
+
+    run_validate = stage_backend("validate", cfg.backend)  # local or spark (stages/backends.py)
 
     layout = layout_for(cfg)
     _require(layout, "glom validate", "ingest")
@@ -81,7 +85,9 @@ def validate(cfg: GlomConfig) -> Any:
 
 
 def graph(cfg: GlomConfig) -> Any:
-    from glom_plugin.stages.graph import run_graph_stage
+    from glom_plugin.stages.backends import stage_backend
+
+    run_graph_stage = stage_backend("graph", cfg.backend)  # local or spark (stages/backends.py)
 
     layout = layout_for(cfg)
     _require(layout, "glom graph", "ingest")

@@ -1,7 +1,11 @@
 """The one place a local SparkSession is built (FACTS.md "Spark").
 
 Loopback only: ``SPARK_LOCAL_IP`` and ``spark.driver.host`` = 127.0.0.1 (without them Spark makes a
-reverse-DNS lookup off the machine); no web UI; Arrow on so pandas <-> Spark moves columnar data.
+reverse-DNS lookup off the machine); no web UI and no console progress bar; Arrow on so pandas <-> Spark
+moves columnar data. Small by default (``local[2]``, 2 shuffle partitions per core): the development
+machine has 2 shared cores. ``GLOM_SPARK_CORES`` / ``GLOM_SPARK_DRIVER_MEMORY`` size it for a bigger
+one; a cluster session created beforehand (``spark-submit``) is reused as is, since ``getOrCreate``
+returns the active session.
 pyspark is imported inside the function: it is an optional dependency (``pip install glom-plugin[spark]``).
 """
 
@@ -17,11 +21,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def get_spark_session(
-    app_name: str = "glom-plugin", cores: int = 2, driver_memory: str = "2g"
+    app_name: str = "glom-plugin", cores: int | None = None, driver_memory: str | None = None
 ) -> SparkSession:
     """A local[cores] session on loopback (reused if one is already running in this process)."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", _python()))
+    cores = cores or int(os.environ.get("GLOM_SPARK_CORES", "2"))
+    driver_memory = driver_memory or os.environ.get("GLOM_SPARK_DRIVER_MEMORY", "2g")
     try:
         from pyspark.sql import SparkSession
     except ModuleNotFoundError as error:  # pragma: no cover - depends on the install
@@ -30,10 +36,11 @@ def get_spark_session(
         ) from error
     local_dir = Path(tempfile.gettempdir()) / "glom-spark"
     local_dir.mkdir(parents=True, exist_ok=True)
-    return (
+    session = (
         SparkSession.builder.master(f"local[{cores}]")
         .appName(app_name)
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.memory", driver_memory)
@@ -42,6 +49,8 @@ def get_spark_session(
         .config("spark.local.dir", str(local_dir))
         .getOrCreate()
     )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 def _python() -> str:
