@@ -161,14 +161,14 @@ def in_process(engine: ExpansionEngine, requests: list[ExpandRequest], reps: int
     import faiss
 
     faiss.omp_set_num_threads(engine.cfg.serving.search_threads)
-    index_of = engine.model.user_index()
+    index_of = engine.trained.user_index()
     raw = engine.index.index
     out = {}
     for agg in AGGREGATIONS:
         asked = [r.model_copy(update={"aggregation": agg}) for r in requests]
         queries = []
         for r in asked:
-            units = l2_normalize(engine.model.user_embeddings[[index_of[s] for s in r.seed_ids]])
+            units = l2_normalize(engine.trained.user_embeddings[[index_of[s] for s in r.seed_ids]])
             centroid = l2_normalize(units.mean(axis=0, keepdims=True))
             queries.append(np.ascontiguousarray(centroid if agg == "mean" else np.vstack([centroid, units])))
         budget = requests[0].k + len(requests[0].seed_ids) + SEARCH_MARGIN
@@ -188,7 +188,7 @@ def in_process(engine: ExpansionEngine, requests: list[ExpandRequest], reps: int
             expand_s += time.perf_counter() - start
             start = time.perf_counter()
             for r in asked:
-                expand_audience(engine.model, r.seed_ids, cfg, k=r.k, index=engine.index)
+                expand_audience(engine.trained, r.seed_ids, cfg, k=r.k, index=engine.index)
             rank_s += time.perf_counter() - start
         calls = reps * len(asked)
         ms, floor_ms, rank_ms = 1000 * expand_s / calls, 1000 * floor_s / calls, 1000 * rank_s / calls

@@ -157,10 +157,18 @@ def pretrain(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt =
     pipeline.print_json(pipeline.pretrain(_config(config, run_dir, set_), resume=resume).summary())
 
 
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="registry model (see `glom models`, or module:Class); default train.model")
+]
+
+
 @app.command()
-def train(config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None, resume: ResumeOpt = False) -> None:
-    """Train GLoM (PM then GLM, §3.5-3.7), save the model, log and register it in MLflow."""
-    pipeline.print_json(pipeline.train(_config(config, run_dir, set_), resume=resume).summary())
+def train(
+    config: ConfigOpt = None, run_dir: RunDirOpt = None, set_: SetOpt = None, resume: ResumeOpt = False,
+    model: ModelOpt = None,
+) -> None:
+    """Train any registry model (default train.model: glom-hybrid), save it, log and register it in MLflow."""
+    pipeline.print_json(pipeline.train(_config(config, run_dir, set_), resume=resume, model_name=model).summary())
 
 
 @app.command()
@@ -170,16 +178,15 @@ def expand(
     config: ConfigOpt = None,
     run_dir: RunDirOpt = None,
     set_: SetOpt = None,
+    model: ModelOpt = None,
 ) -> None:
-    """Expand a seed list into ranked lookalikes with the trained model."""
-    from glom_plugin.expand.expander import run_expand_stage
-    from glom_plugin.run_integrity import require
+    """Expand a seed list into ranked lookalikes with the trained model (any family)."""
+    from glom_plugin.stages.expand import run_expand_stage
 
     cfg = _config(config, run_dir, set_)
     layout = pipeline.layout_for(cfg)
-    require(layout, "glm", "glom expand")
     target = out or layout.expand_dir / f"{seeds.stem}_lookalikes.csv"
-    result = run_expand_stage(cfg, layout, seeds, target)
+    result = run_expand_stage(cfg, layout, seeds, target, model_name=model)
     typer.echo(result.lookalikes.head(10).to_string(index=False))
     pipeline.print_json(result.summary())
     typer.echo(f"lookalikes -> {target}")
@@ -233,6 +240,24 @@ def evaluate(
             typer.echo(Path(paths[key]).read_text())
     for name, path in paths.items():
         typer.echo(f"{name}: {path}")
+
+
+@app.command("bento")
+def bento(
+    build: Annotated[bool, typer.Option(help="also run `bentoml build` after the import")] = True,
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Import the registry's @champion into the BentoML model store, then `bentoml build`: the Bento
+    serves that model with nothing else reachable (no MLflow store, no run directory)."""
+    from glom_plugin.platform.bento_store import build_bento, import_champion
+
+    cfg = _config(config, run_dir, set_)
+    imported = import_champion(cfg)
+    typer.echo(f"imported {imported.source} -> BentoML model {imported.tag}")
+    if build:
+        typer.echo(f"built Bento {build_bento()}")
 
 
 @app.command("models")

@@ -383,6 +383,14 @@ class ServingConfig(_Section):
     request_timeout_s: float = Field(30.0, gt=0.0)
 
 
+class TrainConfig(_Section):
+    """What `glom train` trains: any registry model (``glom models``). The default is the best GLoM
+    variant of the measured comparison (benchmarks/RESULTS.md): the per-campaign head over the seed-set
+    GLoM embeddings and the item bag."""
+
+    model: str = "glom-hybrid"
+
+
 class TrackingConfig(_Section):
     """MLflow: local sqlite tracking + registry by default."""
 
@@ -416,6 +424,7 @@ class GlomConfig(_Section):
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     def resolved_device(self) -> str:

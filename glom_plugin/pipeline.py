@@ -138,8 +138,8 @@ def features(cfg: GlomConfig, online: bool = True) -> dict[str, Any]:
 
 
 def pretrain(cfg: GlomConfig, resume: bool = False) -> Any:
-    from glom_plugin.models.glom import run_pretrain_stage
     from glom_plugin.run_integrity import clean_orphans, finish_stage
+    from glom_plugin.stages.train import run_pretrain_stage
 
     layout = layout_for(cfg)
     inputs = _model_inputs(layout, "glom pretrain")
@@ -149,37 +149,41 @@ def pretrain(cfg: GlomConfig, resume: bool = False) -> Any:
     return artifact
 
 
-def train(cfg: GlomConfig, register: bool = True, resume: bool = False) -> Any:
-    """GLM on PM; the trained model is logged to MLflow and registered as a new version.
+def train(cfg: GlomConfig, register: bool = True, resume: bool = False, model_name: str | None = None) -> Any:
+    """Any registry model (``model_name``, default ``train.model``) on the run's graph, saved to
+    ``models/<name>``, logged to MLflow and registered as a new version of the one registered model.
 
     The version is not made champion here: the model was trained on all data, so its quality is only known
-    from the leak-free protocol — ``evaluate`` promotes it when its PR-AUC beats the champion's.
+    from the leak-free protocol — ``evaluate`` gives each evaluated model's version its PR-AUC and moves
+    the champion to the best, whatever its family.
     """
-    from glom_plugin.models.glom import run_train_stage
     from glom_plugin.run_integrity import clean_orphans, finish_stage, outputs_match
+    from glom_plugin.stages.train import run_model_stage
 
+    name = model_name or cfg.train.model
     layout = layout_for(cfg)
     inputs = _model_inputs(layout, "glom train")
     clean_orphans(layout.root)
-    trained = run_train_stage(cfg, layout, resume=resume)
-    if cfg.glm.use_pm and not outputs_match(layout, "pm"):  # PM was (re)trained on the way
-        finish_stage(layout, "pm", cfg, inputs, {"users": trained.n_users})
-    finish_stage(layout, "glm", cfg, (*inputs, "pm") if cfg.glm.use_pm else inputs, {"users": trained.n_users})
+    trained = run_model_stage(cfg, layout, name, resume=resume)
+    if "pm" in trained.staged and not outputs_match(layout, "pm"):  # PM was (re)trained on the way
+        finish_stage(layout, "pm", cfg, inputs, {"users": trained.model.n_users})
+    if "glm" in trained.staged:
+        upstream = (*inputs, "pm") if "pm" in trained.staged else inputs
+        finish_stage(layout, "glm", cfg, upstream, {"users": trained.model.n_users})
     if register:
-        from glom_plugin.platform.mlflow_registry import log_training_run
+        from glom_plugin.platform.mlflow_registry import MODEL_FAMILY_TAG, MODEL_KIND_TAG, log_model_run
 
         reports = (layout.graph_report, layout.ingest_report, layout.profiles_report)
         artifacts = [path for path in reports if path.exists()]
-        registered = log_training_run(
-            cfg, trained, metrics=training_metrics(trained.metrics), artifacts=artifacts, run_name="train",
-            promote=False, tags=profile_tags(layout),
+        registered = log_model_run(
+            cfg, trained.directory, name, metrics=training_metrics(trained.metrics), artifacts=artifacts,
+            run_name=f"train {name}", promote=False,
+            tags={**profile_tags(layout), MODEL_FAMILY_TAG: type(trained.model).__name__,
+                  MODEL_KIND_TAG: trained.model.kind},
         )
-        write_json(
-            {"name": registered.name, "version": registered.version, "model_name": trained.model_name,
-             "model_uri": registered.model_uri, "run_id": registered.run_id},
-            layout.models_dir / REGISTERED_FILE,
-        )
-        print(f"registered {registered.model_uri} ({trained.model_name}); champion decided by `glom evaluate`")
+        record_registered(layout, name, {"name": registered.name, "version": registered.version, "model_name": name,
+                                         "model_uri": registered.model_uri, "run_id": registered.run_id})
+        print(f"registered {registered.model_uri} ({name}); champion decided by `glom evaluate`")
     return trained
 
 
@@ -212,28 +216,52 @@ def profile_tags(layout: RunLayout) -> dict[str, str]:
     return {key: str(value) for key, value in report.items() if key.startswith("profiles.") or key == "embedding.model"}
 
 
-def promote_registered(cfg: GlomConfig, layout: RunLayout, summary: dict[str, dict[str, Any]]) -> str | None:
-    """Give the version ``train`` registered its PR-AUC from this evaluation; move the champion alias if better."""
+def registered_versions(layout: RunLayout) -> dict[str, dict[str, Any]]:
+    """model name -> the registry version ``train`` last registered for it from this run."""
     path = layout.models_dir / REGISTERED_FILE
     if not path.exists():
+        return {}
+    recorded = json.loads(path.read_text())
+    if "models" not in recorded:  # a run registered before any model could be trained: one GLoM entry
+        return {recorded["model_name"]: recorded}
+    return dict(recorded["models"])
+
+
+def record_registered(layout: RunLayout, model_name: str, entry: dict[str, Any]) -> None:
+    versions = registered_versions(layout)
+    versions[model_name] = entry
+    write_json({"models": versions, "latest": model_name}, layout.models_dir / REGISTERED_FILE)
+
+
+def promote_registered(cfg: GlomConfig, layout: RunLayout, summary: dict[str, dict[str, Any]]) -> str | None:
+    """Champion by evidence: every evaluated model with a version registered from this run gets this
+    evaluation's PR-AUC (and protocol) as tags; ``@champion`` moves to the best of them when it beats the
+    incumbent (``mlflow_registry.promote_best``), whatever its family."""
+    measured = {
+        name: (entry, float(summary[name]["pr_auc"]["mean"]))
+        for name, entry in registered_versions(layout).items()
+        if summary.get(name, {}).get("runs_ok")
+    }
+    if not measured:
         return None
-    registered = json.loads(path.read_text())
-    row = summary.get(registered["model_name"])
-    if not row or not row.get("runs_ok"):
-        return None
-    pr_auc = float(row["pr_auc"]["mean"])
     from mlflow import MlflowClient
 
-    from glom_plugin.platform.mlflow_registry import configure_tracking, promote_if_better
+    from glom_plugin.platform.mlflow_registry import configure_tracking, promote_best
 
     configure_tracking(cfg)
-    promoted = promote_if_better(
-        MlflowClient(cfg.tracking_uri()), registered["name"], registered["version"], pr_auc,
-        cfg.tracking.champion_alias,
+    registry_name = next(iter(measured.values()))[0]["name"]
+    outcome = promote_best(
+        MlflowClient(cfg.tracking_uri()), registry_name,
+        {entry["version"]: pr_auc for entry, pr_auc in measured.values()},
+        protocol=cfg.evaluate.candidates, alias=cfg.tracking.champion_alias,
     )
-    verdict = "is now" if promoted else "did not beat"
-    message = (f"{registered['model_uri']} ({registered['model_name']}, PR-AUC {pr_auc:.4f}) {verdict} "
-               f"@{cfg.tracking.champion_alias}")
+    by_version = {entry["version"]: name for name, (entry, _) in measured.items()}
+    ranked = ", ".join(f"{name} v{entry['version']} {pr_auc:.4f}" for name, (entry, pr_auc) in
+                       sorted(measured.items(), key=lambda kv: -kv[1][1]))
+    holder = by_version.get(outcome.version, f"v{outcome.version}")
+    verdict = "moved to" if outcome.moved else "stays with"
+    message = (f"@{cfg.tracking.champion_alias} {verdict} {holder} (v{outcome.version}, PR-AUC {outcome.pr_auc:.4f}, "
+               f"protocol {cfg.evaluate.candidates}); measured: {ranked}")
     print(message)
     return message
 

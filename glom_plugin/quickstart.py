@@ -81,7 +81,7 @@ def run_quickstart(
 def expand_example(cfg: GlomConfig) -> str:
     """Seeds = 20 buyers of the most-bought item; report how many lookalikes share the seeds' planted community."""
     from glom_plugin.data.hashing import hash_user_id
-    from glom_plugin.expand.expander import run_expand_stage
+    from glom_plugin.stages.expand import run_expand_stage
 
     layout = pipeline.layout_for(cfg)
     interactions = pd.read_parquet(layout.interactions, columns=["user_id", "item_id"])

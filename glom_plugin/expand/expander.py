@@ -17,15 +17,15 @@ call fails with a clear error.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from glom_plugin.config import ExpandConfig, GlomConfig
+from glom_plugin.config import ExpandConfig
 from glom_plugin.data.hashing import HASH_CHARS, looks_hashed
 from glom_plugin.data.id_files import read_id_list
 from glom_plugin.expand.aggregation import SeedSet, aggregate_similarity, exact_similarity
@@ -34,8 +34,10 @@ from glom_plugin.expand.candidates import CANDIDATE_SEARCHES, complete
 from glom_plugin.expand.explain import Explanations, SharedItems, explain_lookalikes
 from glom_plugin.expand.index import UserIndex, build_index
 from glom_plugin.expand.topk import top_k_order
-from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
+
+if TYPE_CHECKING:
+    from glom_plugin.models.base import LookalikeModel
 
 EXACT_MAX_USERS = 500_000
 # Extra neighbours per search beyond k + |S|, so faiss's and numpy's last-bit rounding never decides
@@ -97,7 +99,7 @@ class ExpansionResult:
         }
 
 
-def resolve_seeds(model: TrainedModel, seed_ids: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+def resolve_seeds(model: TrainedModel | LookalikeModel, seed_ids: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
     """(row indices of known seeds, known seed ids, unknown seed ids); duplicates are counted once."""
     index = model.user_index()
     known_rows: list[int] = []
@@ -142,6 +144,14 @@ def _select(rows: np.ndarray, scores: np.ndarray, k: int | None, threshold: floa
         rows, scores = rows[keep], scores[keep]
     order = top_k_order(scores, k)
     return rows[order], scores[order]
+
+
+def select_ranked(
+    rows: np.ndarray, scores: np.ndarray, k: int | None, threshold: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of ascending ``rows`` -> those >= T, best first, cut to k (ties by lower row): the order
+    every path returns, per-campaign models' included."""
+    return _select(np.asarray(rows), np.asarray(scores), k, threshold)
 
 
 def shortlist_ranking(
@@ -287,27 +297,3 @@ def check_min_seeds(n_known: int, cfg: ExpandConfig) -> str | None:
     if cfg.min_seeds_action == "refuse":
         raise ValueError(message + " (set expand.min_seeds_action=warn to expand anyway)")
     return message
-
-
-def run_expand_stage(cfg: GlomConfig, layout: RunLayout, seeds_file: Path, out_path: Path) -> ExpansionResult:
-    """``glom expand``: the trained GLoM model (models/glm) + a seed file -> ranked lookalikes at ``out_path``
-    (.csv or .parquet, written atomically) and a summary JSON beside it (``<out>.summary.json``)."""
-    from glom_plugin.storage import atomic_path, write_json, write_parquet
-
-    model = TrainedModel.load(layout.glm_dir)
-    seeds = read_seed_file(seeds_file)
-    warning = check_min_seeds(len(resolve_seeds(model, seeds)[1]), cfg.expand)
-    if warning:
-        print(f"WARNING: {warning}", file=sys.stderr)
-    result = expand_audience(model, seeds, cfg.expand)
-    out_path = Path(out_path)
-    table = result.lookalikes
-    if out_path.suffix.lower() == ".parquet":
-        write_parquet(table, out_path)
-    elif out_path.suffix.lower() == ".csv":
-        with atomic_path(out_path) as tmp:
-            table.to_csv(tmp, index=False)
-    else:
-        raise ValueError(f"{out_path}: output must end in .csv or .parquet")
-    write_json(result.summary(), out_path.with_name(out_path.name + ".summary.json"))
-    return result

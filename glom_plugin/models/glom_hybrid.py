@@ -42,18 +42,29 @@ class GlomHybridModel(LookalikeModel):
         self.settings: HybridConfig = config.hybrid
         self.raw: RawUserFeatures | None = None
         self.embedding_features: np.ndarray | None = None
+        self.glom_embeddings: np.ndarray | None = None
 
-    def fit(self, data: LookalikeData) -> GlomHybridModel:
+    def _fit(self, data: LookalikeData) -> None:
         _, glm = fit_glom(data, self.config, seed=self.seed, progress=False)
         self.fit_embeddings(data, glm.node_embeddings[: data.n_users])
-        return self
 
     def fit_embeddings(self, data: LookalikeData, user_embeddings: np.ndarray) -> GlomHybridModel:
         """The campaign-agnostic part given GLoM user embeddings (lets a caller reuse one GLoM fit)."""
+        self._remember(data)
+        self.glom_embeddings = np.asarray(user_embeddings, dtype=np.float32)
         self.embedding_features = l2_normalize(retrieval_vectors(user_embeddings, self.config.expand.center))
         lr = self.config.baselines.lr
         self.raw = RawUserFeatures(data, lr.features, lr.use_categories) if self.settings.item_bag else None
         return self
+
+    def learned_state(self) -> dict[str, object]:
+        """GLoM's user embeddings h^L; the item bag is a function of the data."""
+        if self.glom_embeddings is None:
+            raise RuntimeError(f"{self.name}: fit() must run before saving")
+        return {"glom_embeddings": self.glom_embeddings}
+
+    def restore(self, data: LookalikeData, state: dict[str, object]) -> GlomHybridModel:
+        return self.fit_embeddings(data, np.asarray(state["glom_embeddings"]))
 
     def features(self, users: np.ndarray, hide_item: int | None) -> sp.csr_matrix:
         if self.embedding_features is None:

@@ -116,7 +116,7 @@ class GraphSageModel(EmbeddingLookalikeModel):
         self.settings = config.baselines.graphsage
         self.loss_history: list[float] = []
 
-    def fit(self, data: LookalikeData) -> GraphSageModel:
+    def _fit(self, data: LookalikeData) -> None:
         settings = self.settings
         if settings.layers < 1:
             raise ValueError("baselines.graphsage.layers must be >= 1")
@@ -156,4 +156,3 @@ class GraphSageModel(EmbeddingLookalikeModel):
         with torch.no_grad():
             full = neighbours.full()
             self.embeddings = model([full] * settings.layers)[0].numpy().astype(np.float32)
-        return self

@@ -155,9 +155,8 @@ class LightGCNModel(EmbeddingLookalikeModel):
         self.settings = config.baselines.lightgcn
         self.loss_history: list[float] = []
 
-    def fit(self, data: LookalikeData) -> LightGCNModel:
+    def _fit(self, data: LookalikeData) -> None:
         device = torch.device(self.config.resolved_device())
         self.embeddings, self.loss_history = fit_lightgcn_embeddings(
             data, self.settings, device, self.seed, "lightgcn"
         )
-        return self

@@ -92,9 +92,8 @@ class LogisticRegressionModel(LookalikeModel):
         # Coefficients of the latest campaign's classifier, for inspection (L1 sparsity).
         self.last_coefficients: np.ndarray | None = None
 
-    def fit(self, data: LookalikeData) -> LogisticRegressionModel:
+    def _fit(self, data: LookalikeData) -> None:
         self.features = RawUserFeatures(data, self.settings.features, self.settings.use_categories)
-        return self
 
     def score_campaign(self, campaign: Campaign) -> np.ndarray:
         from sklearn.linear_model import LogisticRegression

@@ -187,16 +187,36 @@ class MetaHeacModel(LookalikeModel):
         self.meta_loss_history: list[float] = []
 
     # ---- meta-training ----------------------------------------------------------------------------
-    def fit(self, data: LookalikeData) -> MetaHeacModel:
+    def _build_network(self, data: LookalikeData) -> None:
+        """The user bags and the (untrained) network for ``data``: what both meta-training and loading
+        saved weights start from."""
         s = self.settings
         torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
         self._bags = UserBags(data.user_item_matrix(), self.device)
         profiles = None
         if s.use_profiles and data.user_profile_embeddings is not None:
             profiles = torch.from_numpy(np.asarray(data.user_profile_embeddings, np.float32)).to(self.device)
         self.network = HybridExpertsCritics(data.n_items, data.item_categories, profiles, s).to(self.device)
         self._head_call = _HeadCall(self.network.head)
+
+    def learned_state(self) -> dict[str, object]:
+        if self.network is None:
+            raise RuntimeError(f"{self.name}: fit() must run before saving")
+        return {"network": {k: v.detach().cpu() for k, v in self.network.state_dict().items()}}
+
+    def restore(self, data: LookalikeData, state: dict[str, object]) -> MetaHeacModel:
+        self._remember(data)
+        self._build_network(data)
+        assert self.network is not None
+        self.network.load_state_dict(state["network"])  # type: ignore[arg-type]
+        self.network.eval()
+        return self
+
+    def _fit(self, data: LookalikeData) -> None:
+        s = self.settings
+        self._build_network(data)
+        assert self.network is not None
+        rng = np.random.default_rng(self.seed)
         tasks = self._meta_tasks(data, rng)
         if not tasks:
             raise ValueError(
@@ -220,7 +240,6 @@ class MetaHeacModel(LookalikeModel):
                 steps += 1
             self.meta_loss_history.append(epoch_loss / max(steps, 1))
         self.network.eval()
-        return self
 
     def _meta_tasks(self, data: LookalikeData, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
         """(item, purchasers) for items with enough purchasers; at most ``max_tasks``, chosen at random."""

@@ -74,7 +74,7 @@ class PinterestModel(LookalikeModel):
         self.regions: LshRegions | None = None
         self.loss_history: list[float] = []
 
-    def fit(self, data: LookalikeData) -> PinterestModel:
+    def _fit(self, data: LookalikeData) -> None:
         s = self.settings
         embedding_settings = LinkPredictionConfig(
             dim=s.dim, layers=s.embedding_layers, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, reg=s.reg
@@ -83,7 +83,21 @@ class PinterestModel(LookalikeModel):
         self.embeddings, self.loss_history = fit_lightgcn_embeddings(
             data, embedding_settings, device, self.seed, "pinterest global embedding"
         )
+        self._index_regions()
+
+    def _index_regions(self) -> None:
+        s = self.settings
         self.regions = LshRegions(self.embeddings, s.lsh_tables, s.lsh_bits, np.random.default_rng(self.seed))
+
+    def learned_state(self) -> dict[str, object]:
+        """The global embedding; the LSH regions are a seeded function of it and are rebuilt on load."""
+        self._require_fit()
+        return {"embeddings": np.asarray(self.embeddings, dtype=np.float32)}
+
+    def restore(self, data: LookalikeData, state: dict[str, object]) -> PinterestModel:
+        self._remember(data)
+        self.embeddings = np.asarray(state["embeddings"], dtype=np.float32)
+        self._index_regions()
         return self
 
     def affinity_scores(self, campaign: Campaign) -> np.ndarray:

@@ -130,12 +130,16 @@ class PretrainEnergyModel(nn.Module):
     def energy_terms(self, heads: Tensor, relations: Tensor, tails: Tensor) -> dict[str, Tensor]:
         """F_I, F_GG, F_GI, F_IG per triple (profile terms are 0 where an endpoint has no profile)."""
         r = self.relation_table()[relations]
-        u_i, v_i = self.interaction_representation(heads), self.interaction_representation(tails)
+        # heads and tails in one lookup and one projection: a batch's nodes are projected once each
+        n = len(heads)
+        nodes = torch.cat([heads, tails])
+        interaction = self.interaction_representation(nodes)
+        u_i, v_i = interaction[:n], interaction[n:]
         terms = {"F_I": translation_distance(u_i, r, v_i, self.norm)}
         if self.uses_profiles:
-            u_p, head_has = self.profile_representation(heads)
-            v_p, tail_has = self.profile_representation(tails)
-            head_has, tail_has = head_has.to(r.dtype), tail_has.to(r.dtype)
+            profile, has = self.profile_representation(nodes)
+            u_p, v_p = profile[:n], profile[n:]
+            head_has, tail_has = has[:n].to(r.dtype), has[n:].to(r.dtype)
             terms["F_GG"] = translation_distance(u_p, r, v_p, self.norm) * head_has * tail_has
             terms["F_GI"] = translation_distance(u_p, r, v_i, self.norm) * head_has
             terms["F_IG"] = translation_distance(u_i, r, v_p, self.norm) * tail_has
@@ -148,8 +152,10 @@ class PretrainEnergyModel(nn.Module):
     def loss(
         self, positive: tuple[Tensor, Tensor, Tensor], negative: tuple[Tensor, Tensor, Tensor], margin: float
     ):
-        """Eq. 2 for aligned positive / negative triples."""
-        return margin_ranking_loss(self.energy(*positive), self.energy(*negative), margin)
+        """Eq. 2 for aligned positive / negative triples (both energies in one pass over their nodes)."""
+        n = len(positive[0])
+        energy = self.energy(*(torch.cat([p, q]) for p, q in zip(positive, negative, strict=True)))
+        return margin_ranking_loss(energy[:n], energy[n:], margin)
 
     @torch.no_grad()
     def apply_constraints(self, nodes: Tensor | None = None) -> None:
@@ -252,11 +258,10 @@ class PretrainedModel(EmbeddingLookalikeModel):
 
     name = "pm"
 
-    def fit(self, data: LookalikeData) -> PretrainedModel:
+    def _fit(self, data: LookalikeData) -> None:
         from glom_plugin.models.training import fit_pm
 
         result = fit_pm(data, self.config, seed=self.seed, progress=False)
         self.energy_model, self.triples, self.history = result.model, result.triples, result.history
         self.embeddings = result.node_embeddings[: data.n_users].astype(np.float32)
         self.item_embeddings = result.node_embeddings[data.n_users :].astype(np.float32)
-        return self

@@ -11,9 +11,8 @@ from glom_plugin.models.base import Campaign, LookalikeModel
 class RandomModel(LookalikeModel):
     name = "random"
 
-    def fit(self, data: LookalikeData) -> RandomModel:
+    def _fit(self, data: LookalikeData) -> None:
         self._rng = np.random.default_rng(self.seed)
-        return self
 
     def score_campaign(self, campaign: Campaign) -> np.ndarray:
         return self._rng.random(len(campaign.candidates))

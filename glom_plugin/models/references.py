@@ -33,9 +33,8 @@ class CosineCentroidModel(LookalikeModel):
 
     bags: sp.csr_matrix | None = None
 
-    def fit(self, data: LookalikeData) -> CosineCentroidModel:
+    def _fit(self, data: LookalikeData) -> None:
         self.bags = normalized_item_bags(data)
-        return self
 
     def score_campaign(self, campaign: Campaign) -> np.ndarray:
         if self.bags is None:
@@ -54,10 +53,9 @@ class PopularityModel(LookalikeModel):
 
     activity: np.ndarray | None = None
 
-    def fit(self, data: LookalikeData) -> PopularityModel:
+    def _fit(self, data: LookalikeData) -> None:
         counts = np.bincount(data.edges["user_idx"].to_numpy(dtype=np.int64), minlength=data.n_users)
         self.activity = np.log1p(counts.astype(np.float64))
-        return self
 
     def score_campaign(self, campaign: Campaign) -> np.ndarray:
         if self.activity is None:

@@ -108,12 +108,11 @@ class SegmentApproximationModel(LookalikeModel):
     membership: sp.csr_matrix | None = None
     segment_names: np.ndarray | None = None
 
-    def fit(self, data: LookalikeData) -> SegmentApproximationModel:
+    def _fit(self, data: LookalikeData) -> None:
         built = category_segments(data)
         if built is None:
             built = item_cluster_segments(data, self.config.yahoo.segment_clusters, seed=self.seed)
         self.membership, self.segment_names = built
-        return self
 
     def explain_campaign(self, campaign: Campaign) -> pd.DataFrame:
         """Every segment's Eq. 5–8 terms, recommended ones flagged, best first."""

@@ -123,9 +123,8 @@ class SimpleSimilarityModel(LookalikeModel):
     def decision_threshold(self) -> float | None:  # type: ignore[override]
         return self.config.expand.threshold
 
-    def fit(self, data: LookalikeData) -> SimpleSimilarityModel:
+    def _fit(self, data: LookalikeData) -> None:
         self.features = build_user_features_from_config(data, self.config.yahoo)
-        return self
 
     def score_campaign(self, campaign: Campaign) -> np.ndarray:
         if self.features is None:

@@ -73,7 +73,7 @@ def information_value_weights(
 
 @dataclass(frozen=True)
 class LookalikeAudience:
-    """Result of ``GraphConstraintModel.expand``: ranked users with scores, and the features behind them."""
+    """Result of ``GraphConstraintModel.neighbourhood_audience``: ranked users with scores, and the features behind them."""
 
     users: np.ndarray
     scores: np.ndarray
@@ -88,7 +88,7 @@ class GraphConstraintModel(LookalikeModel):
     features: UserFeatures | None = None
     graph: UserGraph | None = None
 
-    def fit(self, data: LookalikeData) -> GraphConstraintModel:
+    def _fit(self, data: LookalikeData) -> None:
         cfg = self.config.yahoo
         self.features = build_user_features_from_config(data, cfg)
         self.graph = build_user_graph(
@@ -102,7 +102,6 @@ class GraphConstraintModel(LookalikeModel):
             seed=self.seed,
             backend=cfg.lsh_backend,
         )
-        return self
 
     # -- Phase I: the graph constraint ------------------------------------------------------------
     def campaign_candidates(self, seeds: np.ndarray) -> np.ndarray:
@@ -135,8 +134,10 @@ class GraphConstraintModel(LookalikeModel):
         fw = self.campaign_weights(campaign.seeds)
         return self._feature_table(fw, top)
 
-    def expand(self, seeds: np.ndarray, k: int | None = None) -> LookalikeAudience:
-        """The look-alike audience itself: N(S) ranked by s(u), top k, with its explaining features."""
+    def neighbourhood_audience(self, seeds: np.ndarray, k: int | None = None) -> LookalikeAudience:
+        """The sub-linear look-alike audience (Yahoo §3): only N(S), ranked by s(u), top k, with its
+        explaining features. ``expand`` (the one model face) ranks every user by ``score_campaign``: N(S)
+        first, then everyone else by s(u)."""
         self._require_fit()
         seeds = np.asarray(seeds, dtype=np.int64)
         neighbors = self.campaign_candidates(seeds)

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 PR_AUC_TAG = "pr_auc"
 DATA_DATE_TAG = "data_date"
-MODEL_NAME_TAG = "glom_model"
+MODEL_NAME_TAG = "glom_model"  # the registry model name (glom-hybrid, lr, ...)
+MODEL_FAMILY_TAG = "model_family"  # its class (GlomHybridModel, LogisticRegressionModel, ...)
+MODEL_KIND_TAG = "model_kind"  # "embedding" or "per-campaign" (models/base.py)
+PROTOCOL_TAG = "eval_protocol"  # evaluate.candidates of the evaluation that gave pr_auc
 ARTIFACT_KEY = "trained_model"  # same key as mlflow_pyfunc.ARTIFACT_KEY
 LOGGED_MODEL_NAME = "glom_model"
 # Written into the logged model's requirements instead of MLflow's inference, which would import the
@@ -121,11 +124,33 @@ def log_training_run(
     promote: bool = True,
     tags: dict[str, str] | None = None,
 ) -> RegisteredVersion:
-    """Log params/metrics/artifacts and the pyfunc model, register a new version, then maybe promote it.
+    """A ``TrainedModel`` (fixed embeddings) logged and registered: ``log_model_run`` over its directory."""
+    with tempfile.TemporaryDirectory(prefix="glom-model-") as tmp:
+        model_dir = Path(tmp) / "trained_model"
+        trained.save(model_dir)
+        data_date = data_date or str(trained.metrics.get("data_date") or trained.created_at[:10])
+        return log_model_run(
+            cfg, model_dir, str(trained.model_name), metrics=metrics, pr_auc=pr_auc, artifacts=artifacts,
+            data_date=data_date, run_name=run_name, promote=promote,
+            tags={**(tags or {}), MODEL_KIND_TAG: "embedding", MODEL_FAMILY_TAG: "embeddings"},
+        )
 
-    ``trained`` is a ``TrainedModel`` (saved with its own ``save(dir)``). ``pr_auc`` is the mean PR-AUC on
-    the evaluation tasks; without it the version is registered but never becomes champion.
-    """
+
+def log_model_run(
+    cfg: GlomConfig,
+    model_dir: Path,
+    model_name: str,
+    metrics: dict[str, float] | None = None,
+    pr_auc: float | None = None,
+    artifacts: list[str | Path] | None = None,
+    data_date: str | None = None,
+    run_name: str | None = None,
+    promote: bool = True,
+    tags: dict[str, str] | None = None,
+) -> RegisteredVersion:
+    """Log params/metrics/artifacts and the saved model directory (``models/saved.py``, any family) as
+    a pyfunc, register a new version of the one registered model, tag it with the model's name, family
+    and kind, then maybe promote it. Without ``pr_auc`` the version is registered but never champion."""
     mlflow = _mlflow()
     from mlflow import MlflowClient
 
@@ -136,22 +161,20 @@ def log_training_run(
         pr_auc = float(metrics["pr_auc"])
     if pr_auc is not None:
         metrics["pr_auc"] = float(pr_auc)
-    with _start_run(mlflow, cfg, run_name) as run, tempfile.TemporaryDirectory(prefix="glom-model-") as tmp:
+    version_tags = {MODEL_NAME_TAG: model_name, **(tags or {})}
+    with _start_run(mlflow, cfg, run_name) as run:
         params = flatten_config(cfg)
         existing = set(run.data.params) if run.data and run.data.params else set()
         params = {k: v for k, v in params.items() if k not in existing}
         for start in range(0, len(params), 90):  # MLflow's batch limit is 100 params
             mlflow.log_params(dict(list(params.items())[start : start + 90]))
-        if tags:
-            mlflow.set_tags(tags)
+        mlflow.set_tags(version_tags)
         finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
         if finite:
             mlflow.log_metrics(finite)
         for path in artifacts or []:
             path = Path(path)
             (mlflow.log_artifacts if path.is_dir() else mlflow.log_artifact)(str(path), artifact_path="reports")
-        model_dir = Path(tmp) / "trained_model"
-        trained.save(model_dir)
         info = mlflow.pyfunc.log_model(
             name=LOGGED_MODEL_NAME,
             python_model=pyfunc_class()(),
@@ -162,16 +185,22 @@ def log_training_run(
         run_id = run.info.run_id
     client = MlflowClient()
     version = str(info.registered_model_version)
-    client.set_model_version_tag(name, version, MODEL_NAME_TAG, str(trained.model_name))
-    # The data date the service reports: given, else the model's own record of it, else its creation date.
-    data_date = data_date or str(trained.metrics.get("data_date") or trained.created_at[:10])
-    client.set_model_version_tag(name, version, DATA_DATE_TAG, data_date)
+    for key, value in version_tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    # The data date the service reports: given, else the day the model was logged.
+    client.set_model_version_tag(name, version, DATA_DATE_TAG, data_date or _today())
     promoted = False
     if pr_auc is not None:
         client.set_model_version_tag(name, version, PR_AUC_TAG, repr(float(pr_auc)))
         if promote:
             promoted = promote_if_better(client, name, version, float(pr_auc), cfg.tracking.champion_alias)
     return RegisteredVersion(name, version, run_id, pr_auc, promoted, f"models:/{name}/{version}")
+
+
+def _today() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).date().isoformat()
 
 
 def _version_pr_auc(client: Any, version: Any) -> float:
@@ -222,10 +251,56 @@ def promote_if_better(client: Any, name: str, version: str | int, pr_auc: float,
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """A TrainedModel and where it came from (for the service's model-info endpoint)."""
+class Promotion:
+    """Where ``promote_best`` left the alias: the version holding it, its PR-AUC, and whether it moved."""
 
-    trained: Any
+    version: str
+    pr_auc: float
+    moved: bool
+
+
+def promote_best(
+    client: Any, name: str, scores: dict[str, float], protocol: str, alias: str = "champion"
+) -> Promotion:
+    """Champion by evidence: ``scores`` maps the versions one evaluation measured (any families) to their
+    PR-AUC on ``protocol``. Each version is tagged with its PR-AUC and protocol; the alias moves to the
+    best (ties: the older version) when it strictly beats the incumbent. The incumbent's PR-AUC is this
+    evaluation's when it was measured here, else its tag when that tag is from the same protocol; a
+    champion measured on another protocol (or never) is not comparable and gives way to this evidence."""
+    if not scores:
+        raise ValueError("promote_best needs at least one measured version")
+    for version, pr_auc in scores.items():
+        if not math.isfinite(pr_auc):
+            raise ValueError(f"version {version}: PR-AUC must be a finite number, got {pr_auc!r}")
+        client.set_model_version_tag(name, str(version), PR_AUC_TAG, repr(float(pr_auc)))
+        client.set_model_version_tag(name, str(version), PROTOCOL_TAG, protocol)
+    best = min(scores, key=lambda v: (-scores[v], int(v)))
+    champion = current_champion(client, name, alias)
+    if champion is not None:
+        held = str(champion.version)
+        tags = champion.tags or {}
+        if held in scores:
+            incumbent = scores[held]
+        elif tags.get(PROTOCOL_TAG) == protocol and tags.get(PR_AUC_TAG) is not None:
+            incumbent = float(tags[PR_AUC_TAG])
+        else:
+            incumbent = -math.inf
+        if not scores[best] > incumbent:
+            if best != held:
+                client.set_model_version_tag(name, best, "promotion",
+                                             f"kept v{held} ({incumbent:.4f} >= {scores[best]:.4f}, {protocol})")
+            return Promotion(held, incumbent, False)
+    client.set_registered_model_alias(name, alias, best)
+    client.set_model_version_tag(name, best, "promotion", f"{alias}: best PR-AUC {scores[best]:.4f} of "
+                                 f"{len(scores)} evaluated version(s), protocol {protocol}")
+    return Promotion(best, scores[best], True)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A fitted model (``LookalikeModel``) and where it came from (for the service's model-info endpoint)."""
+
+    model: Any
     uri: str
     name: str | None = None
     version: str | None = None
@@ -244,14 +319,16 @@ def _parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
     return name, version or None, None
 
 
-def load_trained_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
-    """Load a TrainedModel from ``models:/NAME@alias``, ``models:/NAME/VERSION``, ``runs:/...`` or a local
-    TrainedModel directory (what ``TrainedModel.save`` wrote)."""
-    path = Path(uri)
-    if not uri.startswith(("models:/", "runs:/")) and path.exists():
-        from glom_plugin.models.artifact import TrainedModel
+def load_registered_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
+    """Load a fitted model from ``models:/NAME@alias``, ``models:/NAME/VERSION``, ``runs:/...``, a BentoML
+    store model (``bentoml:NAME:VERSION``, what a built Bento packs) or a local saved-model directory."""
+    from glom_plugin.models.saved import load_model
 
-        return LoadedModel(trained=TrainedModel.load(path), uri=str(path.resolve()))
+    path = Path(uri)
+    if uri.startswith("bentoml:"):
+        return _load_from_bento_store(uri[len("bentoml:") :])
+    if not uri.startswith(("models:/", "runs:/")) and path.exists():
+        return LoadedModel(model=load_model(path), uri=str(path.resolve()))
     mlflow = _mlflow()
     from mlflow import MlflowClient
 
@@ -260,12 +337,29 @@ def load_trained_model(uri: str, tracking_uri: str | None = None) -> LoadedModel
         mlflow.set_registry_uri(tracking_uri)
     pyfunc_class()  # make the pickled class name resolvable
     loaded = mlflow.pyfunc.load_model(uri)
-    trained = loaded.unwrap_python_model().trained
+    model = loaded.unwrap_python_model().model
     if not uri.startswith("models:/"):
-        return LoadedModel(trained=trained, uri=uri)
+        return LoadedModel(model=model, uri=uri)
     name, version, alias = _parse_models_uri(uri)
     client = MlflowClient()
     mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     return LoadedModel(
-        trained=trained, uri=uri, name=name, version=str(mv.version), alias=alias, run_id=mv.run_id, tags=dict(mv.tags or {})
+        model=model, uri=uri, name=name, version=str(mv.version), alias=alias, run_id=mv.run_id, tags=dict(mv.tags or {})
+    )
+
+
+def _load_from_bento_store(tag: str) -> LoadedModel:
+    """A model ``glom bento`` imported into the BentoML model store: the MLflow model it holds, and the
+    registry version, alias and tags it was imported with (its metadata), so a Bento answers
+    ``/model_info`` with nothing else reachable."""
+    import bentoml
+
+    pyfunc_class()
+    stored = bentoml.models.get(tag)
+    model = bentoml.mlflow.load_model(stored).unwrap_python_model().model
+    meta = dict(stored.info.metadata or {})
+    tags = {str(k): str(v) for k, v in (meta.get("tags") or {}).items()}
+    return LoadedModel(
+        model=model, uri=f"bentoml:{stored.tag}", name=meta.get("registered_model"), version=meta.get("version"),
+        alias=meta.get("alias"), run_id=meta.get("run_id"), tags=tags,
     )

@@ -1,9 +1,11 @@
-"""What the BentoML service does, without BentoML: load a trained model, index its users, answer campaigns.
+"""What the BentoML service does, without BentoML: load a fitted model, index its users, answer campaigns.
 
 Kept apart from ``service.py`` so the request logic is tested in-process and the service class stays a
-thin HTTP face. Expansion itself is ``glom_plugin.expand.expander.expand_audience`` (GLoM §3.7) over the
-faiss index of ``glom_plugin.expand.index``; this module adds request limits, defaults and the model's
-provenance (registry version, alias, data date).
+thin HTTP face. Any registry model serves: expansion is the model's own ``expand`` (``models/base.py``),
+the one the evaluation's scoring shares — for embedding models over the faiss index of
+``glom_plugin.expand.index`` (GLoM §3.7), for per-campaign models by fitting the campaign at request
+time. This module adds request limits, defaults and the model's provenance (registry version, alias,
+data date, and the evaluation that made it champion).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ import pandas as pd
 
 from glom_plugin.config import GlomConfig, load_config
 from glom_plugin.expand.batch import BatchCampaign, rank_campaigns
-from glom_plugin.expand.expander import ExpansionResult, calibrated_threshold, expand_audience, resolve_seeds
+from glom_plugin.expand.expander import ExpansionResult, calibrated_threshold, resolve_seeds
 from glom_plugin.expand.explain import SharedItems, explain_lookalikes
 from glom_plugin.expand.index import UserIndex, build_index
 from glom_plugin.models.artifact import TrainedModel
+from glom_plugin.models.base import EmbeddingLookalikeModel, LookalikeModel
+from glom_plugin.models.saved import FixedEmbeddingModel
 from glom_plugin.serving.schemas import ExpandRequest, ExpandResponse, HealthResponse, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -37,18 +40,6 @@ class InvalidRequest(ValueError):
     """A request the caller must fix (mapped to HTTP 400 by the service)."""
 
 
-@dataclass
-class _ServedModel(TrainedModel):
-    """A TrainedModel whose id -> row map is built once, not on every request (1M users: ~0.3 s each)."""
-
-    def user_index(self) -> dict[str, int]:
-        cached = self.__dict__.get("_user_index")
-        if cached is None:
-            cached = super().user_index()
-            self.__dict__["_user_index"] = cached
-        return cached
-
-
 def service_config() -> GlomConfig:
     """$GLOM_CONFIG (YAML) when set, else the defaults."""
     path = os.environ.get(CONFIG_ENV)
@@ -56,21 +47,38 @@ def service_config() -> GlomConfig:
 
 
 def resolve_model_uri(cfg: GlomConfig) -> str:
+    """$GLOM_MODEL_URI, else ``serving.model_uri``, else the champion a built Bento carries in its own
+    BentoML model store (``glom bento``); an error that says how to point at a model otherwise."""
     uri = os.environ.get(MODEL_URI_ENV) or cfg.serving.model_uri
-    if not uri:
-        raise RuntimeError(
-            f"no model to serve: set ${MODEL_URI_ENV} (e.g. models:/{cfg.tracking.registered_model}@"
-            f"{cfg.tracking.champion_alias}, or a TrainedModel directory) or serving.model_uri"
-        )
-    return uri
+    if uri:
+        return uri
+    packed = _packed_model()
+    if packed:
+        return packed
+    raise RuntimeError(
+        f"no model to serve: set ${MODEL_URI_ENV} (e.g. models:/{cfg.tracking.registered_model}@"
+        f"{cfg.tracking.champion_alias}, or a saved model directory) or serving.model_uri, or serve a Bento "
+        "built with `glom bento`"
+    )
 
 
-def _interactions_for(model: TrainedModel) -> pd.DataFrame | None:
+def _packed_model() -> str | None:
+    from glom_plugin.platform.bento_store import BENTO_MODEL_NAME
+
+    try:
+        import bentoml
+
+        return f"bentoml:{bentoml.models.get(f'{BENTO_MODEL_NAME}:latest').tag}"
+    except Exception:  # noqa: BLE001 - no such model in this store: the caller's error says what to do
+        return None
+
+
+def _interactions_for(model: LookalikeModel) -> pd.DataFrame | None:
     """user_id/item_id pairs for "shared items" explanations: $GLOM_INTERACTIONS, else the training run's
     polarity edges when that run directory is still there; None otherwise (explanations then give seeds only)."""
     path = os.environ.get(INTERACTIONS_ENV)
     if not path:
-        run_dir = (model.config or {}).get("run_dir")
+        run_dir = model.config.run_dir
         candidate = Path(run_dir) / "graph" / "polarity_edges.parquet" if run_dir else None
         path = str(candidate) if candidate is not None and candidate.exists() else None
     if not path:
@@ -92,11 +100,12 @@ def _set_search_threads(threads: int) -> None:
 
 
 class ExpansionEngine:
-    """One loaded model + its ANN index; ``expand`` for one campaign, ``expand_many`` for a batch."""
+    """One loaded model (+ its ANN index when it is an embedding model); ``expand`` for one campaign,
+    ``expand_many`` for a batch."""
 
     def __init__(
         self,
-        trained: TrainedModel,
+        model: LookalikeModel | TrainedModel,
         cfg: GlomConfig,
         uri: str = "",
         provenance: dict[str, Any] | None = None,
@@ -104,10 +113,11 @@ class ExpansionEngine:
         index: UserIndex | None = None,
         pin_threads: bool = False,
     ) -> None:
-        """``index``: a prebuilt faiss index over ``trained.user_embeddings`` (built here when omitted).
-        ``pin_threads``: after the build, limit this process's faiss and BLAS threads to
-        ``serving.search_threads`` (what a serving worker wants; process-wide, so off for library use)."""
-        self.model = _ServedModel(**{f.name: getattr(trained, f.name) for f in fields(TrainedModel)})
+        """``model``: any fitted model (a bare ``TrainedModel`` serves as fixed embeddings). ``index``: a
+        prebuilt faiss index over its retrieval vectors (built here when omitted). ``pin_threads``: after
+        the build, limit this process's faiss and BLAS threads to ``serving.search_threads`` (what a
+        serving worker wants; process-wide, so off for library use)."""
+        self.model: LookalikeModel = FixedEmbeddingModel.from_trained(model) if isinstance(model, TrainedModel) else model
         self.cfg = cfg
         self.uri = uri
         self.provenance = provenance or {}
@@ -115,32 +125,46 @@ class ExpansionEngine:
         # built once: an explained request then costs O(lookalikes), not a groupby over every interaction
         self.shared_items = SharedItems.from_interactions(interactions) if interactions is not None else None
         start = time.perf_counter()
-        self.index: UserIndex = index or build_index(
-            self.model.user_embeddings, kind=cfg.serving.index_kind, seed=cfg.seed, nprobe=cfg.serving.index_nprobe
-        )
+        self.trained: TrainedModel | None = None
+        self.index: UserIndex | None = None
+        if isinstance(self.model, EmbeddingLookalikeModel):
+            self.trained = self.model.as_trained()  # the retrieval vectors the evaluation scores
+            self.index = index or build_index(
+                self.trained.user_embeddings, kind=cfg.serving.index_kind, seed=cfg.seed, nprobe=cfg.serving.index_nprobe
+            )
         self.index_build_seconds = time.perf_counter() - start
         if pin_threads:
             _set_search_threads(cfg.serving.search_threads)  # the build used every core; a request uses one
         self.model.user_index()  # warm the id map before the first request
-        log.info("indexed %d users (%s) in %.2fs", self.model.n_users, self.index.kind, self.index_build_seconds)
+        log.info("serving %s over %d users (%s) in %.2fs", self.model.name, self.model.n_users, self.index_kind,
+                 self.index_build_seconds)
+
+    @property
+    def index_kind(self) -> str:
+        return self.index.kind if self.index is not None else "campaign-model"
 
     @classmethod
     def from_uri(cls, uri: str, cfg: GlomConfig) -> ExpansionEngine:
-        """``models:/NAME@alias`` / ``models:/NAME/N`` from the MLflow registry, or a TrainedModel directory."""
-        from glom_plugin.platform.mlflow_registry import load_trained_model
+        """``models:/NAME@alias`` / ``models:/NAME/N`` from the MLflow registry, ``bentoml:NAME:VERSION``
+        from the BentoML model store (a built Bento's own), or a saved-model directory."""
+        from glom_plugin.platform.mlflow_registry import load_registered_model
 
-        tracking = None if Path(uri).exists() else cfg.tracking_uri()
-        loaded = load_trained_model(uri, tracking_uri=tracking)
+        tracking = None if Path(uri).exists() or uri.startswith("bentoml:") else cfg.tracking_uri()
+        loaded = load_registered_model(uri, tracking_uri=tracking)
+        tags = loaded.tags or {}
         provenance = {
             "registered_model": loaded.name,
             "version": loaded.version,
             "alias": loaded.alias,
             "run_id": loaded.run_id,
-            "data_date": (loaded.tags or {}).get("data_date") or loaded.trained.metrics.get("data_date"),
+            "data_date": tags.get("data_date"),
+            "model_family": tags.get("model_family"),
+            "eval_protocol": tags.get("eval_protocol"),
+            "pr_auc": float(tags["pr_auc"]) if tags.get("pr_auc") else None,
+            "promotion": tags.get("promotion"),
         }
-        return cls(
-            loaded.trained, cfg, uri=uri, provenance=provenance, interactions=_interactions_for(loaded.trained), pin_threads=True
-        )
+        return cls(loaded.model, cfg, uri=uri, provenance=provenance, interactions=_interactions_for(loaded.model),
+                   pin_threads=True)
 
     # ------------------------------------------------------------------------------------------ requests
     def check(self, request: ExpandRequest) -> None:
@@ -154,7 +178,9 @@ class ExpansionEngine:
             raise InvalidRequest(f"k={request.k} is outside 1..serving.max_k={limits.max_k}")
 
     def _expand_config(self, request: ExpandRequest) -> tuple[Any, int]:
-        base = self.cfg.expand
+        # the model's own expansion settings (aggregation, centring: what its evaluation scored), with the
+        # request's overrides; the deployment's limits stay the service config's
+        base = self.model.config.expand
         update: dict[str, Any] = {}
         if request.aggregation is not None and request.aggregation != base.aggregation:
             update["aggregation"] = request.aggregation
@@ -205,34 +231,36 @@ class ExpansionEngine:
         self.check(request)
         expand_cfg, k = self._expand_config(request)
         try:
-            result = expand_audience(
-                self.model,
+            result = self.model.expand(
                 list(request.seed_ids),
-                expand_cfg,
-                k=k,
+                k,
                 explain=request.explain,
+                config=expand_cfg,
                 index=self.index,
                 interactions=self.shared_items if request.explain else None,
             )
-        except ValueError as err:  # no known seed, k/threshold combination
+        except ValueError as err:  # no known seed, k/threshold combination, explain on a per-campaign model
             raise InvalidRequest(str(err)) from err
         return self._response(request, result)
 
     def expand_many(self, requests: list[ExpandRequest]) -> list[ExpandResponse]:
-        """A batch of campaigns scored together (``expand/batch.py``: one blocked matrix product of every
-        user against all their centroids or seeds, exact). Each is answered on its own: a bad one carries
-        its ``error``, the rest still get their lookalikes (adaptive batching merges different callers)."""
+        """A batch of campaigns. Embedding models score them together (``expand/batch.py``: one blocked
+        matrix product of every user against all their centroids or seeds, exact); per-campaign models fit
+        each in turn. Each is answered on its own: a bad one carries its ``error``, the rest still get
+        their lookalikes (adaptive batching merges different callers)."""
+        if self.trained is None:
+            return [self._answer_or_error(request) for request in requests]
         out: list[ExpandResponse | None] = [None] * len(requests)
         groups: dict[str, list[tuple[int, BatchCampaign, list[str], list[str]]]] = {}
-        embeddings = self.model.user_embeddings
+        embeddings = self.trained.user_embeddings
         for i, request in enumerate(requests):
             try:
                 self.check(request)
                 expand_cfg, k = self._expand_config(request)
-                seed_rows, used, unknown = resolve_seeds(self.model, list(request.seed_ids))
+                seed_rows, used, unknown = resolve_seeds(self.trained, list(request.seed_ids))
                 threshold = calibrated_threshold(embeddings, seed_rows, expand_cfg)
             except ValueError as err:  # InvalidRequest included
-                out[i] = ExpandResponse(campaign=request.campaign, error=str(err), model_version=self.provenance.get("version"))
+                out[i] = self._error(request, err)
                 continue
             campaign = BatchCampaign(request.campaign or str(i), seed_rows, k, threshold)
             groups.setdefault(expand_cfg.aggregation, []).append((i, campaign, used, unknown))
@@ -243,11 +271,11 @@ class ExpansionEngine:
                 explanations = None
                 if request.explain:
                     explanations = explain_lookalikes(
-                        embeddings, self.model.user_ids, ranking.rows, campaign.seed_rows, self.shared_items
+                        embeddings, self.trained.user_ids, ranking.rows, campaign.seed_rows, self.shared_items
                     )
                 result = ExpansionResult(
                     rows=ranking.rows,
-                    user_ids=self.model.user_ids[ranking.rows],
+                    user_ids=self.trained.user_ids[ranking.rows],
                     scores=ranking.scores,
                     seeds_used=used,
                     unknown_seeds=unknown,
@@ -255,30 +283,46 @@ class ExpansionEngine:
                     threshold=campaign.threshold,
                     k=campaign.k,
                     candidate_source="exact",
-                    model_name=self.model.model_name,
+                    model_name=self.model.name,
                     explanations=explanations,
                 )
                 out[i] = self._response(request, result)
         return [answer for answer in out if answer is not None]
 
+    def _answer_or_error(self, request: ExpandRequest) -> ExpandResponse:
+        try:
+            return self.expand(request)
+        except ValueError as err:  # InvalidRequest included
+            return self._error(request, err)
+
+    def _error(self, request: ExpandRequest, err: Exception) -> ExpandResponse:
+        return ExpandResponse(campaign=request.campaign, error=str(err), model_version=self.provenance.get("version"))
+
     # ------------------------------------------------------------------------------------------- status
     def health(self) -> HealthResponse:
-        return HealthResponse(status="ok", n_users=self.model.n_users, index_kind=self.index.kind)
+        return HealthResponse(status="ok", n_users=self.model.n_users, index_kind=self.index_kind)
 
     def info(self) -> ModelInfo:
         p = self.provenance
+        model = self.model
+        vectors = self.trained.user_embeddings if self.trained is not None else None
         return ModelInfo(
             model_uri=self.uri,
             registered_model=p.get("registered_model"),
             version=p.get("version"),
             alias=p.get("alias"),
             run_id=p.get("run_id"),
-            model_name=self.model.model_name,
-            data_date=p.get("data_date") or self.model.metrics.get("data_date"),
-            created_at=self.model.created_at,
-            n_users=self.model.n_users,
-            dim=self.model.dim,
-            index_kind=self.index.kind,
+            model_name=model.name,
+            model_family=p.get("model_family") or type(model).__name__,
+            model_kind=model.kind,
+            eval_protocol=p.get("eval_protocol"),
+            pr_auc=p.get("pr_auc"),
+            promotion=p.get("promotion"),
+            data_date=p.get("data_date") or (self.trained.metrics.get("data_date") if self.trained is not None else None),
+            created_at=self.trained.created_at if self.trained is not None else None,
+            n_users=model.n_users,
+            dim=int(vectors.shape[1]) if vectors is not None else None,
+            index_kind=self.index_kind,
             index_build_seconds=round(self.index_build_seconds, 4),
             explain_shared_items=self.interactions is not None,
             limits={
@@ -289,6 +333,6 @@ class ExpansionEngine:
         )
 
 
-def seed_sample(model: TrainedModel, n: int, rng: np.random.Generator) -> list[str]:
+def seed_sample(model: TrainedModel | LookalikeModel, n: int, rng: np.random.Generator) -> list[str]:
     """n distinct known user ids (benchmarks and smoke checks)."""
     return model.user_ids[rng.choice(model.n_users, size=min(n, model.n_users), replace=False)].tolist()

@@ -85,10 +85,15 @@ class ModelInfo(_Strict):
     alias: str | None
     run_id: str | None
     model_name: str
+    model_family: str
+    model_kind: str
+    eval_protocol: str | None  # the evaluation that gave pr_auc (evaluate.candidates)
+    pr_auc: float | None  # the PR-AUC that made this version champion
+    promotion: str | None  # why the alias points here
     data_date: str | None
-    created_at: str
+    created_at: str | None
     n_users: int
-    dim: int
+    dim: int | None
     index_kind: str
     index_build_seconds: float
     explain_shared_items: bool

@@ -42,9 +42,9 @@ def run(tmp_path_factory):
 
 
 def test_pretrain_train_expand(run, tmp_path):
-    from glom_plugin.expand.expander import run_expand_stage
     from glom_plugin.models.artifact import TrainedModel
-    from glom_plugin.models.glom import run_pretrain_stage, run_train_stage
+    from glom_plugin.stages.expand import run_expand_stage
+    from glom_plugin.stages.train import run_pretrain_stage, run_train_stage
 
     cfg, layout = run
     pm = run_pretrain_stage(cfg, layout)
@@ -75,7 +75,7 @@ def test_pretrain_train_expand(run, tmp_path):
 
 
 def test_stale_pm_is_retrained_when_dimension_changes(run):
-    from glom_plugin.models.glom import run_pretrain_stage, run_train_stage
+    from glom_plugin.stages.train import run_pretrain_stage, run_train_stage
 
     cfg, layout = run
     run_pretrain_stage(cfg, layout)
@@ -87,7 +87,7 @@ def test_stale_pm_is_retrained_when_dimension_changes(run):
 
 def test_saved_pm_is_retrained_when_any_pm_setting_changes(run):
     """Issue 14, Found 3: a changed pm.lr or pm.epochs used to reuse the old PM silently."""
-    from glom_plugin.models.glom import run_pretrain_stage, run_train_stage
+    from glom_plugin.stages.train import run_pretrain_stage, run_train_stage
 
     cfg, layout = run
     run_pretrain_stage(cfg, layout)

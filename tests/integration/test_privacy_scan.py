@@ -69,7 +69,7 @@ def test_no_raw_id_in_any_artifact_of_a_run(tmp_path: Path, monkeypatch: pytest.
 
     from glom_plugin.cli import app
 
-    known = [u for u in (hash_user_id(r, SALT) for r in raw_ids[:40]) if u in set(trained.user_ids)][:15]
+    known = [u for u in (hash_user_id(r, SALT) for r in raw_ids[:40]) if u in set(trained.model.user_ids)][:15]
     seeds = tmp_path / "seeds.txt"  # the advertiser's own input file, outside the run
     seeds.write_text("\n".join(known + raw_ids[100:103]) + "\n")  # three raw ids pasted by mistake
     with pytest.raises(SystemExit) as done:
@@ -88,5 +88,5 @@ def test_no_raw_id_in_any_artifact_of_a_run(tmp_path: Path, monkeypatch: pytest.
     assert [str(p) for p in scanned if SALT.encode() in p.read_bytes()] == []  # the salt is never written
     assert not RAW.findall((printed.out + printed.err).encode()) and SALT not in printed.out + printed.err
     # the scan would see them: the raw ids are in the input, and hashing is what removed them
-    assert RAW.findall(reviews.read_bytes()) and hash_user_id(raw_ids[0], SALT) in set(trained.user_ids) | {
+    assert RAW.findall(reviews.read_bytes()) and hash_user_id(raw_ids[0], SALT) in set(trained.model.user_ids) | {
         hash_user_id(r, SALT) for r in raw_ids}

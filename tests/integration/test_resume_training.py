@@ -26,7 +26,7 @@ TRAIN = """
 import sys
 from glom_plugin.config import GlomConfig
 from glom_plugin.layout import RunLayout
-from glom_plugin.models.glom import run_train_stage
+from glom_plugin.stages.train import run_train_stage
 cfg = GlomConfig(run_dir=sys.argv[1]).with_overrides(**eval(sys.argv[2]))
 run_train_stage(cfg, RunLayout.at(sys.argv[1]), resume=sys.argv[3] == "resume")
 """

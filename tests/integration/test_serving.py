@@ -190,21 +190,3 @@ def test_bad_requests_are_4xx_with_a_reason(served, path, body, needle):
 def test_malformed_json_is_400(served):
     response = served[0].post("/expand", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 400
-
-
-def test_bentoml_build_works_offline(tmp_path):
-    import os
-    import subprocess
-
-    from .platform_support import REPO_ROOT, VENV_BIN
-
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
-    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"  # bentoml finds uv in the venv
-    built = subprocess.run(
-        [str(VENV_BIN / "bentoml"), "build", "--output", "tag"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=240,
-    )
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    bentos = list((tmp_path / "bentoml" / "bentos" / "glom_lookalike").glob("*/bento.yaml"))
-    assert bentos, "bentoml build left no bento"
-    assert (bentos[0].parent / "src" / "glom_plugin" / "serving" / "service.py").exists()

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from glom_plugin.config import ExpandConfig, GlomConfig
-from glom_plugin.expand.expander import expand_audience, read_seed_file, run_expand_stage
+from glom_plugin.expand.expander import expand_audience, read_seed_file
 from glom_plugin.expand.index import IvfParams, build_index, choose_kind, ivf_params, search
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
+from glom_plugin.stages.expand import run_expand_stage
 
 
 def clustered_model(

@@ -14,8 +14,8 @@ import pytest
 from glom_plugin import pipeline
 from glom_plugin.config import GlomConfig
 from glom_plugin.layout import RunLayout
-from glom_plugin.models.glom import pm_config_changes
 from glom_plugin.run_integrity import StaleInputError, begin_stage, clean_orphans, read_manifest, require
+from glom_plugin.stages.train import pm_config_changes
 
 
 @pytest.fixture(autouse=True)

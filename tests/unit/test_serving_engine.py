@@ -39,7 +39,7 @@ def test_threshold_without_k_returns_everyone_above_t_up_to_max_k(engine):
     answer = engine.expand(ExpandRequest(seed_ids=["u1"], threshold=0.2, aggregation="max"))
     scores = [r.score for r in answer.lookalikes]
     assert all(s >= 0.2 for s in scores) and len(scores) <= 50
-    exact = expand_audience(engine.model, ["u1"], engine.cfg.expand.model_copy(update={"aggregation": "max", "threshold": 0.2}), k=50)
+    exact = expand_audience(engine.trained, ["u1"], engine.cfg.expand.model_copy(update={"aggregation": "max", "threshold": 0.2}), k=50)
     assert [r.user_id for r in answer.lookalikes] == exact.lookalikes["user_id"].tolist()
 
 

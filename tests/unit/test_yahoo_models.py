@@ -285,6 +285,6 @@ def test_graph_constraint_ranks_neighbours_first_and_explains_itself(planted):
     assert (table["seed_rate"] > table["candidate_rate"]).all()
     # The campaign item itself is what all seeds share: it must be the top explanation.
     assert table["feature"].iloc[0].endswith(str(data.item_ids[campaign.item_idx]))
-    audience = model.expand(campaign.seeds, k=20)
+    audience = model.neighbourhood_audience(campaign.seeds, k=20)
     assert len(audience.users) == min(20, len(neighbours))
     assert np.all(np.diff(audience.scores) <= 0)
