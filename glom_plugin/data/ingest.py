@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,7 @@ from glom_plugin.data.rejects import (
     RATING_OUT_OF_RANGE,
     TIMESTAMP_OUT_OF_RANGE,
     TRUNCATED_GZIP,
+    RecordedRejects,
     RejectLog,
 )
 from glom_plugin.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, MAX_TIMESTAMP_MS, USERS_SCHEMA
@@ -195,6 +196,54 @@ def _count(counter: Counter[str], values: pa.Array | pa.ChunkedArray) -> None:
 # ---------------------------------------------------------------------------------------- the passes
 
 
+@dataclass
+class PreparedChunk:
+    """One chunk after the per-row work of the first pass: valid rows with hashed user ids and their
+    duplicate digests (``rows`` empty when none was valid)."""
+
+    source: Path
+    rows: pd.DataFrame
+    digests: np.ndarray
+    parsed: int  # rows the reader parsed (validation's input)
+    # Rejects recorded away from the run's log (in a worker), to replay in order; None: already logged.
+    rejects: RecordedRejects | None = None
+
+
+def row_digests(rows: pd.DataFrame) -> np.ndarray:
+    """64-bit digest of each row's identifying columns (``DigestSet`` finds exact duplicates by them)."""
+    return pd.util.hash_pandas_object(rows[_DIGEST_COLUMNS].astype(object), index=False).to_numpy()
+
+
+def prepare_chunk(
+    chunk: RawChunk, scale: RatingScale, salt: str, rejects: RejectLog | RecordedRejects, section: Section = _unmetered
+) -> PreparedChunk:
+    """Validate a chunk's rows, hash their user ids, digest them: the first pass's work that needs no
+    state from other chunks, so it can run in any process."""
+    digests = np.empty(0, dtype=np.uint64)
+    if chunk.frame.empty:  # every line of the block was rejected by the reader
+        return PreparedChunk(chunk.source, chunk.frame, digests, 0)
+    with section("validate_rows"):
+        rows = validate_chunk(chunk, scale, rejects)  # type: ignore[arg-type]
+    if not rows.empty:
+        with section("hash_ids"):
+            rows["user_id"] = hash_user_ids(rows["user_id"].to_numpy(), salt)
+        with section("digest"):
+            digests = row_digests(rows)
+    return PreparedChunk(chunk.source, rows, digests, len(chunk.frame))
+
+
+def sequential_chunks(
+    reader: Reader, scale: RatingScale, salt: str, rejects: RejectLog, section: Section = _unmetered
+) -> Iterator[PreparedChunk]:
+    chunks = iter(reader.interaction_chunks())
+    while True:
+        with section("read"):
+            chunk = next(chunks, None)
+        if chunk is None:
+            return
+        yield prepare_chunk(chunk, scale, salt, rejects, section)
+
+
 def first_pass(
     reader: Reader,
     scale: RatingScale,
@@ -203,41 +252,44 @@ def first_pass(
     out: Path,
     report: IngestReport,
     section: Section = _unmetered,
+    workers: int = 1,
 ) -> tuple[Counter[str], Counter[str]]:
     """Validate, hash, normalize, dedup; stream accepted rows to ``out``; count per user and item.
-    ``section(name)`` wraps each part of a chunk's work (the stage passes its meter's ``section``)."""
+
+    With ``workers`` > 1 and a reader that splits its files into line blocks, parsing, validation,
+    hashing and digests run in that many worker processes (``parallel_ingest``), chunks in file order;
+    deduplication, the staged file and the counts stay here, so the result is the same as with one.
+    ``section(name)`` wraps each part of the work (the stage passes its meter's ``section``)."""
+    from glom_plugin.data.parallel_ingest import parallel_chunks, use_workers
+
     digests = DigestSet()
     user_counts: Counter[str] = Counter()
     item_counts: Counter[str] = Counter()
     parsed = validation_rejected = 0
-    chunks = iter(reader.interaction_chunks())
+    if use_workers(reader, workers):
+        prepared: Iterator[PreparedChunk] = parallel_chunks(reader, scale, salt, workers, section)
+    else:
+        prepared = sequential_chunks(reader, scale, salt, rejects, section)
     with pq.ParquetWriter(out, INTERACTIONS_SCHEMA) as writer, tqdm(
         desc="ingest", unit=" rows", unit_scale=True, disable=None
     ) as bar:
-        while True:
-            with section("read"):
-                chunk = next(chunks, None)
-            if chunk is None:
-                break
-            parsed += len(chunk.frame)
-            bar.update(len(chunk.frame))
-            with section("validate_rows"):
-                rows = validate_chunk(chunk, scale, rejects)
-            validation_rejected += len(chunk.frame) - len(rows)
+        for piece in prepared:
+            if piece.rejects is not None:
+                piece.rejects.replay(rejects)
+            parsed += piece.parsed
+            bar.update(piece.parsed)
+            rows = piece.rows
+            validation_rejected += piece.parsed - len(rows)
             if rows.empty:
                 continue
-            with section("hash_ids"):
-                rows["user_id"] = hash_user_ids(rows["user_id"].to_numpy(), salt)
             with section("dedup"):
-                fresh = digests.add_new(
-                    pd.util.hash_pandas_object(rows[_DIGEST_COLUMNS].astype(object), index=False).to_numpy()
-                )
+                fresh = digests.add_new(piece.digests)
                 for line in rows["_line"].to_numpy()[~fresh]:
-                    rejects.add(chunk.source, int(line), None, DUPLICATE, "exact duplicate of an earlier review")
+                    rejects.add(piece.source, int(line), None, DUPLICATE, "exact duplicate of an earlier review")
                 report.duplicates += int((~fresh).sum())
                 rows = rows.loc[fresh]
             with section("stage_write"):
-                rows["rating_norm"] = scale.normalize(rows["rating"].to_numpy())
+                rows = rows.assign(rating_norm=scale.normalize(rows["rating"].to_numpy()))
                 table = _to_table(rows, INTERACTIONS_SCHEMA)
                 writer.write_table(table)
                 _count(user_counts, table["user_id"])

@@ -86,6 +86,30 @@ class RejectLog:
             self._fh = None
 
 
+class RecordedRejects:
+    """``RejectLog.add`` calls kept in order, to be replayed into the run's log by ``replay``.
+
+    Why: ingestion's parse workers (``glom_plugin.data.parallel_ingest``) run in other processes; they
+    record their rejects here and the main process replays them chunk by chunk, so the rejects file,
+    the counts and the first reject of each reason come out as one process would have written them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int | None, str | None, str, str, int]] = []
+
+    def add(
+        self, file: str | Path, line: int | None, field: str | None, reason: str, detail: str = "", rows: int = 1
+    ) -> None:
+        self.calls.append((str(file), line, field, reason, detail, rows))
+
+    def add_many(self, file: str | Path, lines: list[int], field: str | None, reason: str, details: list[str]) -> None:
+        for line, detail in zip(lines, details, strict=True):
+            self.add(file, line, field, reason, detail)
+
+    def replay(self, log: RejectLog) -> None:
+        for file, line, field, reason, detail, rows in self.calls:
+            log.add(file, line, field, reason, detail, rows=rows)
+
+
 def describe(record: dict) -> str:
     """``file:line field 'x': reason (detail)`` — the shape every ingestion error message uses."""
     where = f"{record['file']}:{record['line']}" if record.get("line") is not None else str(record["file"])

@@ -29,6 +29,7 @@ from glom_plugin.data.ingest import (
     kcore,
     write_items,
 )
+from glom_plugin.data.parallel_ingest import available_cores
 from glom_plugin.data.readers import create_reader
 from glom_plugin.data.readers.base import DEFAULT_CHUNK_ROWS
 from glom_plugin.data.rejects import RejectLog
@@ -89,7 +90,8 @@ def run_ingest(
         )
         all_rows = stage / "accepted.parquet"
         with meter.section("first_pass"):
-            counts = first_pass(reader, scale, cfg.id_salt(), rejects, all_rows, report, section=meter.section)
+            counts = first_pass(reader, scale, cfg.id_salt(), rejects, all_rows, report, section=meter.section,
+                                workers=available_cores())
         check_rejects(cfg, rejects, files, report, layout)
         with meter.section("kcore"):
             keep_users, keep_items = kcore(all_rows, *counts, cfg, report)

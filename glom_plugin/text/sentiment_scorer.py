@@ -19,7 +19,6 @@ clipped to [0, 1].
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from glom_plugin.config import PolarityConfig
+from glom_plugin.data.parallel_ingest import available_cores
 from glom_plugin.text.sentiment import SentimentBackend, create_sentiment_backend
 
 # Texts handed to a worker at once: large enough to hide the pickling, small enough to balance the cores.
@@ -36,14 +36,6 @@ MIN_PARALLEL_TEXTS = 20_000
 MEMO_ENTRIES = 1_000_000
 
 _worker_backend: SentimentBackend | None = None
-
-
-def available_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _init_worker(cfg_data: dict[str, Any]) -> None:

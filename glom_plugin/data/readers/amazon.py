@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from glom_plugin.data.readers.base import (
+    LineBlock,
     RatingScale,
     RawChunk,
     Reader,
@@ -48,21 +49,28 @@ def iter_records(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line, record)`` for each line that decodes and parses to a dict; the rest become rejects."""
     for line_no, raw in iter_lines(path, rejects, max_line_bytes):
-        if not raw.strip():
-            continue
-        text = decode_line(raw, path, line_no, rejects)
-        if text is None:
-            continue
-        try:
-            record = parse(text)
-        except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-            # json/ast messages hold positions, not content, so no raw id leaks into the rejects file.
-            rejects.add(path, line_no, None, MALFORMED_JSON, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
-            continue
-        if not isinstance(record, dict):
-            rejects.add(path, line_no, None, MALFORMED_JSON, f"expected an object, got {type(record).__name__}")
-            continue
-        yield line_no, record
+        record = parse_record(raw, path, line_no, parse, rejects)
+        if record is not None:
+            yield line_no, record
+
+
+def parse_record(raw: bytes, path: Path, line_no: int, parse: Parser, rejects: RejectLog) -> dict[str, Any] | None:
+    """One line as a dict, or None: blank (skipped silently) or a reject (bad encoding, not JSON, not an object)."""
+    if not raw.strip():
+        return None
+    text = decode_line(raw, path, line_no, rejects)
+    if text is None:
+        return None
+    try:
+        record = parse(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        # json/ast messages hold positions, not content, so no raw id leaks into the rejects file.
+        rejects.add(path, line_no, None, MALFORMED_JSON, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+        return None
+    if not isinstance(record, dict):
+        rejects.add(path, line_no, None, MALFORMED_JSON, f"expected an object, got {type(record).__name__}")
+        return None
+    return record
 
 
 def _text(value: Any) -> str | None:
@@ -105,19 +113,36 @@ class _JsonLinesReader(Reader):
     def meta_file(self) -> Path | None:
         raise NotImplementedError
 
+    splits_lines = True
+
     def interaction_chunks(self) -> Iterator[RawChunk]:
-        # Rows are tuples in INTERACTION_COLUMNS order (cheaper than a dict per record).
+        for block in self.interaction_blocks():
+            yield self.parse_block(block)
+
+    def interaction_blocks(self) -> Iterator[LineBlock]:
         for path in self.interaction_files():
-            rows: list[tuple[Any, ...]] = []
-            lines: list[int] = []
-            for line_no, record in iter_records(path, type(self).parse, self.rejects, self.cfg.max_line_bytes):
-                rows.append(self.review_row(record))
-                lines.append(line_no)
+            numbers: list[int] = []
+            lines: list[bytes] = []
+            for line_no, raw in iter_lines(path, self.rejects, self.cfg.max_line_bytes):
+                numbers.append(line_no)
+                lines.append(raw)
                 if len(lines) >= self.chunk_rows:
-                    yield RawChunk(path, frame_from_tuples(rows, lines))
-                    rows, lines = [], []
+                    yield LineBlock(path, numbers, lines)
+                    numbers, lines = [], []
             if lines:
-                yield RawChunk(path, frame_from_tuples(rows, lines))
+                yield LineBlock(path, numbers, lines)
+
+    def parse_block(self, block: LineBlock) -> RawChunk:
+        # Rows are tuples in INTERACTION_COLUMNS order (cheaper than a dict per record).
+        rows: list[tuple[Any, ...]] = []
+        kept: list[int] = []
+        parse = type(self).parse
+        for line_no, raw in zip(block.numbers, block.lines, strict=True):
+            record = parse_record(raw, block.source, line_no, parse, self.rejects)
+            if record is not None:
+                rows.append(self.review_row(record))
+                kept.append(line_no)
+        return RawChunk(block.source, frame_from_tuples(rows, kept))
 
     def item_chunks(self) -> Iterator[pd.DataFrame]:
         path = self.meta_file()

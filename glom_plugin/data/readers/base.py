@@ -46,6 +46,17 @@ class RatingScale:
 
 
 @dataclass
+class LineBlock:
+    """Raw lines of one file, not yet parsed: ``numbers[i]`` is the 1-based line number of ``lines[i]``.
+    Readers whose records are one line each split their files into these so that parsing, the costly
+    part, can run in worker processes (``Reader.splits_lines``)."""
+
+    source: Path
+    numbers: list[int]
+    lines: list[bytes]
+
+
+@dataclass
 class RawChunk:
     """One chunk of raw interactions from ``source`` (columns: ``_line`` + ``INTERACTION_COLUMNS``)."""
 
@@ -58,6 +69,8 @@ class Reader(ABC):
 
     name: ClassVar[str]
     scale: ClassVar[RatingScale | None] = None
+    # True when the reader implements interaction_blocks / parse_block (records are single lines).
+    splits_lines: ClassVar[bool] = False
 
     def __init__(self, cfg: DataConfig, source: Path, rejects: RejectLog, chunk_rows: int = DEFAULT_CHUNK_ROWS):
         self.cfg = cfg
@@ -79,6 +92,14 @@ class Reader(ABC):
     @abstractmethod
     def interaction_chunks(self) -> Iterator[RawChunk]:
         """Raw interactions, a chunk at a time (constant memory in file size)."""
+
+    def interaction_blocks(self) -> Iterator[LineBlock]:
+        """Raw line blocks of ``chunk_rows`` lines; only readers with ``splits_lines``."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its files into line blocks")
+
+    def parse_block(self, block: LineBlock) -> RawChunk:
+        """One block parsed into a chunk (its unparseable lines become rejects); ``splits_lines`` only."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its files into line blocks")
 
     def meta_file(self) -> Path | None:
         """The item-metadata file ``item_chunks`` reads, if the layout has one."""
