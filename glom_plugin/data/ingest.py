@@ -47,6 +47,7 @@ from glom_plugin.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, MAX_TIMES
 from glom_plugin.layout import RunLayout
 
 MAX_KCORE_ROUNDS = 20
+FINAL_PASS_BATCH_ROWS = 1 << 19
 # ``section(name)`` -> a context manager around one part of the work (a meter's, or nothing).
 Section = Callable[[str], AbstractContextManager[object]]
 _DIGEST_COLUMNS = ["user_id", "item_id", "rating", "review_title", "text", "timestamp_ms"]
@@ -352,7 +353,8 @@ def final_pass(all_rows: Path, keep_users: pa.Array, keep_items: pa.Array, stage
     n_inter: Counter[str] = Counter()
     n_text: Counter[str] = Counter()
     with pq.ParquetWriter(stage / "interactions.parquet", INTERACTIONS_SCHEMA) as writer:
-        for batch in pq.ParquetFile(all_rows).iter_batches(batch_size=1 << 16):
+        # Large batches: pc.is_in builds its hash table of the kept ids (millions) on every call.
+        for batch in pq.ParquetFile(all_rows).iter_batches(batch_size=FINAL_PASS_BATCH_ROWS):
             table = pa.Table.from_batches([batch]).cast(INTERACTIONS_SCHEMA)
             mask = pc.and_(_is_in(table["user_id"], keep_users), _is_in(table["item_id"], keep_items))
             table = table.filter(mask)

@@ -39,6 +39,8 @@ SimilarityBackend = Callable[[pd.DataFrame, int, int, SimilarityConfig], pd.Data
 _RELATIVE_VARIANCE_FLOOR = 1e-10
 # The streaming top_k prune waits until the candidate pool holds at least this many pairs (~160 MB).
 PRUNE_MIN_ROWS = 5_000_000
+# How many times the right operands of Eq. 1's block products are rebuilt (see pearson_similarity_memory).
+RIGHT_OPERAND_CUTS = 8
 
 
 def empty_similarity() -> pd.DataFrame:
@@ -149,22 +151,28 @@ def pearson_similarity_memory(
     pending_rows = 0
     # Prune the candidate pool once it outgrows a few times its final size (and a few million rows).
     prune_at = max(4 * n_users * top_k, PRUNE_MIN_ROWS) if top_k is not None else None
-    # Right operands, transposed once: each block is multiplied with every user and keeps pairs b > a.
-    # (Slicing and transposing the users from `start` on for every block halves the products but costs
-    # O(nnz) per block — quadratic in the data: 10M reviews took ~4 s a block over ~600 blocks.) Each
-    # co-rated sum still adds the same terms in the same order, so the values are bit for bit the same.
-    b_right, p_right, p2_right = (m.T.tocsr() for m in (indicator, polarity, polarity_sq))
+    # Right operands: the users from a checkpoint on, transposed once per checkpoint (RIGHT_OPERAND_CUTS of
+    # them). Transposing the users from each block's start on halves the products but costs O(nnz) per
+    # block — quadratic in the data (10M reviews: ~4 s a block over ~600 blocks); one transpose of all
+    # users doubles the products. Pairs with b before the block's start are discarded below. Each
+    # co-rated sum adds the same terms in the same order either way, so the values are the same bits.
+    cuts = np.linspace(0, n_users, RIGHT_OPERAND_CUTS + 1).astype(np.int64)[:-1]
+    base = -1
     for start, stop in tqdm(
         user_blocks(user_cost, cfg.block_size, cfg.block_pairs_budget),
         desc="similarity (Eq. 1)",
         unit="block",
         leave=False,
     ):
+        checkpoint = int(cuts[np.searchsorted(cuts, start, side="right") - 1])
+        if checkpoint != base:
+            base = checkpoint
+            b_right, p_right, p2_right = (m[base:].T.tocsr() for m in (indicator, polarity, polarity_sq))
         b_block, p_block, p2_block = indicator[start:stop], polarity[start:stop], polarity_sq[start:stop]
         n = (b_block @ b_right).tocsr()
         hit = np.flatnonzero(n.data >= min_corated)
         rows = start + np.searchsorted(n.indptr, hit, side="right") - 1
-        cols = n.indices[hit].astype(np.int64)
+        cols = base + n.indices[hit].astype(np.int64)
         upper = cols > rows
         hit, rows, cols = hit[upper], rows[upper], cols[upper]
         if len(hit) == 0:

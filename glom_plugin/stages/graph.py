@@ -17,6 +17,7 @@ pandas version of this stage this replaced (tests/unit/test_graph_stage_identity
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from glom_plugin.graph.build import (
 from glom_plugin.graph.polarity import merge_repeat_reviews, polarity_from_sentiment, review_text_values
 from glom_plugin.layout import RunLayout
 from glom_plugin.stages.meter import StageMeter
-from glom_plugin.storage import write_json, write_parquet
+from glom_plugin.storage import atomic_path, write_json, write_parquet
 
 INDEX_SCHEMA = pa.schema(
     [pa.field("idx", pa.int64(), nullable=False), pa.field("id", pa.string(), nullable=False)]
@@ -142,12 +143,28 @@ def _index_table(ids: np.ndarray) -> pa.Table:
                     schema=INDEX_SCHEMA)
 
 
+def write_triples(relations: list[Any], path: Path) -> None:
+    """``knowledge_graph_triples``' table (forward relations in KG order), written one relation at a time
+    as Arrow columns: the constant type and relation columns are never millions of Python strings."""
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, TRIPLES_SCHEMA) as writer:
+        for rel in relations:
+            n = len(rel.head)
+            writer.write_table(pa.table({
+                "head": pa.array(rel.head, pa.int64()),
+                "head_type": pa.repeat(pa.scalar(rel.head_type, pa.string()), n),
+                "relation": pa.repeat(pa.scalar(rel.name, pa.string()), n),
+                "tail": pa.array(rel.tail, pa.int64()),
+                "tail_type": pa.repeat(pa.scalar(rel.tail_type, pa.string()), n),
+                "weight": pa.array(np.asarray(rel.weight, dtype=np.float64), pa.float64()),
+            }, schema=TRIPLES_SCHEMA))
+
+
 def run_graph_stage(cfg: GlomConfig, layout: RunLayout) -> dict[str, Any]:
     """The stage (see the module docstring). Raises ``ValidationFailed`` (and writes no graph) when the
     edges break a suite; ``FileNotFoundError`` when ingestion has not run."""
     from glom_plugin.graph.knowledge_graph import (
         build_knowledge_graph,
-        knowledge_graph_triples,
+        knowledge_graph_relations,
         save_knowledge_graph,
     )
     from glom_plugin.graph.similarity import similarity_with_ids
@@ -222,7 +239,7 @@ def run_graph_stage(cfg: GlomConfig, layout: RunLayout) -> dict[str, Any]:
         graph = build_knowledge_graph(data, cfg.graph)
         save_knowledge_graph(graph, layout.knowledge_graph)
     with meter.section("triples"):
-        write_parquet(knowledge_graph_triples(data, cfg.graph), layout.triples, schema=TRIPLES_SCHEMA)
+        write_triples(knowledge_graph_relations(data, cfg.graph), layout.triples)
 
     report = graph_report(data, graph)
     report["warnings"] = warnings
