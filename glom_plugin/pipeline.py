@@ -281,8 +281,9 @@ def evaluate(
     and run. The configured protocol's report goes to ``evaluate/`` and decides the champion; any other
     to ``evaluate/candidates-<name>/`` (its paths are returned with that prefix).
     """
-    from glom_plugin.evaluate.report import log_to_mlflow, write_report
+    from glom_plugin.evaluate.report import write_report
     from glom_plugin.evaluate.runner import evaluate_protocols, sweep_embedding_size, sweep_seed_size
+    from glom_plugin.platform.mlflow_evaluation import log_to_mlflow
 
     layout = layout_for(cfg)
     main = cfg.evaluate.candidates

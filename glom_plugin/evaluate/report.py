@@ -1,4 +1,5 @@
-"""Evaluation outputs: results JSON, a Table-2-shaped Markdown table, plots, and one MLflow run.
+"""Evaluation outputs: results JSON, a Table-2-shaped Markdown table and plots (the MLflow run that logs
+them is ``glom_plugin/platform/mlflow_evaluation.py``).
 
 - ``results.json``: per run, per task, per model (and the sweeps' points), plus the summary.
 - ``table.md``: rows = models; Precision, Recall, PR-AUC, ROC-AUC as mean ± std over runs (paper
@@ -6,21 +7,18 @@
 - ``pr_curves.png``: precision–recall curves per model, candidates pooled over the tasks of run 0.
 - ``embedding_size.png`` (Fig. 5) and ``seed_size.png`` (Fig. 6) when the sweeps were run.
 
-Plots use matplotlib's Agg canvas directly (no pyplot state, no display). MLflow is imported only in
-``log_to_mlflow``.
+Plots use matplotlib's Agg canvas directly (no pyplot state, no display).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from glom_plugin.config import GlomConfig
 from glom_plugin.evaluate.metrics import METRIC_NAMES
 from glom_plugin.evaluate.results import EvaluationResult, SweepResult
 from glom_plugin.storage import atomic_path, write_json, write_text
@@ -302,7 +300,7 @@ def plot_sweep(
 _BAD_NAME_CHARS = re.compile(r"[^\w.\- /]")
 
 
-def _metric_key(*parts: str) -> str:
+def metric_key(*parts: str) -> str:
     return _BAD_NAME_CHARS.sub("_", ".".join(parts))[:250]
 
 
@@ -314,56 +312,6 @@ def summary_metrics(result: EvaluationResult) -> dict[str, float]:
             for stat, suffix in (("mean", ""), ("std", "_std")):
                 value = row[key][stat]
                 if math.isfinite(value):
-                    out[_metric_key(f"{key}{suffix}", model)] = float(value)
-        out[_metric_key("runs_ok", model)] = float(row["runs_ok"])
+                    out[metric_key(f"{key}{suffix}", model)] = float(value)
+        out[metric_key("runs_ok", model)] = float(row["runs_ok"])
     return out
-
-
-def log_to_mlflow(result: EvaluationResult, cfg: GlomConfig, paths: dict[str, Path]) -> str:
-    """One MLflow run: resolved config as params, summary metrics per model, sweep curves as stepped
-    metrics (``sweep.pm.dim.recall_at_k.<model>`` at step = dim), failures as tags, files as artifacts.
-
-    Tracking URI and experiment come from ``glom_plugin.platform.mlflow_registry`` (sqlite beside the run
-    dir, artifacts beside the store); inside ``mlflow run`` the project's run is logged into. NaN metrics
-    (no decision threshold) are left out. Returns the MLflow run id.
-    """
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
-
-    from glom_plugin.platform.mlflow_registry import _mlflow, _start_run, configure_tracking, flatten_config
-
-    mlflow = _mlflow()
-    tracking_uri = configure_tracking(cfg)
-    client = MlflowClient(tracking_uri=tracking_uri)
-    run_name = f"evaluate-{result.protocol}{'-' + result.label if result.label else ''}"
-    with _start_run(mlflow, cfg, run_name) as run:
-        run_id = run.info.run_id
-        tags = {"glom.stage": "evaluate", "glom.protocol": result.protocol, "memory_method": result.memory_method}
-        for model, row in result.summary().items():
-            if row["failures"]:
-                first = row["failures"][0]
-                tags[_metric_key("failed", model)] = (
-                    f"{len(row['failures'])} run(s); {first['stage']}: {first['error']}"[:8000]
-                )
-        mlflow.set_tags(tags)
-        params = flatten_config(cfg)
-        params["evaluated_models"] = ",".join(result.model_names)[:6000]
-        params["evaluated_runs"] = str(len(result.runs))
-        param_list = [Param(k[:250], v) for k, v in params.items()]
-        for start in range(0, len(param_list), 100):
-            client.log_batch(run_id, params=param_list[start : start + 100])
-        stamp = int(time.time() * 1000)
-        metrics = [Metric(k, v, stamp, 0) for k, v in summary_metrics(result).items()]
-        for sweep in (result.embedding_sweep, result.seed_sweep):
-            if sweep is None:
-                continue
-            for value, point in zip(sweep.values, sweep.results, strict=True):
-                for key, metric_value in summary_metrics(point).items():
-                    metrics.append(
-                        Metric(_metric_key("sweep", sweep.parameter, key), metric_value, stamp, int(value))
-                    )
-        for start in range(0, len(metrics), 1000):
-            client.log_batch(run_id, metrics=metrics[start : start + 1000])
-        for path in paths.values():
-            mlflow.log_artifact(str(path), artifact_path="evaluate")
-    return run_id

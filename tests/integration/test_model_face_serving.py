@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 FAMILIES = [
     "glom-hybrid", "glom-seedset", "pm", "lr", "graphsage", "lightgcn", "pinterest", "metaheac",
-    "similarity-jaccard-max", "segments", "graph-constraint", "cosine-centroid", "popularity",
+    "similarity-jaccard-max", "similarity-cosine-prob", "segments", "graph-constraint", "cosine-centroid", "popularity",
 ]
 K = 25
 

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from sklearn.decomposition import TruncatedSVD
 
-from glom_plugin.evaluate.report import log_to_mlflow, markdown_table, write_report
+from glom_plugin.evaluate.report import markdown_table, write_report
 from glom_plugin.evaluate.runner import ProtocolTasks, run_evaluation, sweep_embedding_size, sweep_seed_size
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.models.base import Campaign, EmbeddingLookalikeModel, LookalikeModel
+from glom_plugin.platform.mlflow_evaluation import log_to_mlflow
 from tests.unit.evaluate_fixtures import small_config, write_run
 
 SVD = "tests.unit.test_runner:SvdLookalikeModel"
