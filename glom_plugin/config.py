@@ -119,6 +119,11 @@ class PMConfig(_Section):
     dim: int = 64
     epochs: int = 30
     batch_size: int = 1024
+    # The batch grows past batch_size so an epoch takes at most this many steps (None: never grows). Every
+    # step projects the profile of each node it touches, nearly all of them on a large graph, so on MAL an
+    # epoch of 1k-triple steps costs ~2.5x one of 16k-triple steps (benchmarks/results/train_mal.md). 64
+    # leaves Digital Music at 1024 and gives MovieLens / MAL the ~4k / ~16k batches their quality runs used.
+    max_steps_per_epoch: int | None = Field(64, ge=1)
     lr: float = 0.01
     margin: float = 1.0
     norm: Literal[1, 2] = 2

@@ -21,7 +21,8 @@ only when ``pm.use_profiles`` (ablation "w/o U/I profiles" drops all three). Los
 Reverse relations (``likes_by``) are not trained separately: the exact TransE inverse of ``r`` is
 ``-r`` (``v + (-r) = u``), so ``relation_table()`` returns ``-r`` for them; GLM starts from that.
 
-This module holds the math; the loop is ``glom_plugin.models.training``.
+This module holds the math and imports no training or stage code; the loop is
+``glom_plugin.models.training`` and the registry's ``pm`` model is ``glom_plugin.models.pretrained``.
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from glom_plugin.graph.dataset import LookalikeData
-from glom_plugin.models.base import EmbeddingLookalikeModel
 from glom_plugin.models.kg import KnowledgeTriples, triple_keys
 
 
-def translation_distance(head: Tensor, relation: Tensor, tail: Tensor, norm: int) -> Tensor:
-    """f(u, r, v) = ||e_u + e_r - e_v||_{1,2} (§3.5), one value per row."""
-    return torch.linalg.vector_norm(head + relation - tail, ord=norm, dim=-1)
+def translation_distance(query: Tensor, tail: Tensor, norm: int) -> Tensor:
+    """f(u, r, v) = ||e_u + e_r - e_v||_{1,2} (§3.5) from the knowledge query e_u + e_r, one value per row
+    (a query serves two energies: u_i + r enters F_I and F_IG, u_p + r enters F_GG and F_GI)."""
+    return torch.linalg.vector_norm(query - tail, ord=norm, dim=-1)
 
 
 def margin_ranking_loss(positive_energy: Tensor, negative_energy: Tensor, margin: float) -> Tensor:
@@ -110,22 +110,39 @@ class PretrainEnergyModel(nn.Module):
         return self.entity(nodes)
 
     def profile_representation(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
-        """(profile-based vectors, has_profile mask) for ``nodes``; zeros where a node type has no profile."""
-        out = torch.zeros(len(nodes), self.dim, device=nodes.device, dtype=self.entity.weight.dtype)
-        has = torch.zeros(len(nodes), dtype=torch.bool, device=nodes.device)
-        is_user = nodes < self.n_users
-        for projection, profiles, mask, offset in (
-            (self.user_projection, self.user_profiles, is_user, 0),
-            (self.item_projection, self.item_profiles, ~is_user, self.n_users),
+        """(profile-based vectors, has_profile mask) for ``nodes``; zeros where a node type has no profile.
+
+        Each distinct node is projected once: a batch repeats users and popular items many times, and the
+        projection's forward and backward dominate PM's step otherwise (same values, same gradients).
+        """
+        dtype = self.entity.weight.dtype
+        if len(nodes) >= 2 * (self.n_users + self.n_items):
+            # a batch this large touches nearly every node: projecting them all skips the sort and the copy
+            # of the profile rows (rows not in the batch get zero gradient, so the step is the same)
+            every = self._project(torch.arange(self.n_users), torch.arange(self.n_items), dtype, nodes.device)
+            return every[0][nodes], every[1][nodes]
+        unique, inverse = torch.unique(nodes, return_inverse=True)  # sorted: users, then items
+        n_user_rows = int(torch.searchsorted(unique, self.n_users))
+        vectors, has = self._project(unique[:n_user_rows], unique[n_user_rows:] - self.n_users, dtype, nodes.device)
+        return vectors[inverse], has[inverse]
+
+    def _project(
+        self, users: Tensor, items: Tensor, dtype: torch.dtype, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """Profile-based vectors of ``users`` then ``items`` (own index spaces) and which of them have one."""
+        vectors, has = [], []
+        for projection, profiles, rows, n_rows in (
+            (self.user_projection, self.user_profiles, users, self.n_users),
+            (self.item_projection, self.item_profiles, items, self.n_items),
         ):
-            if projection is None or not bool(mask.any()):
+            if projection is None:
+                vectors.append(torch.zeros(len(rows), self.dim, device=device, dtype=dtype))
+                has.append(torch.zeros(len(rows), dtype=torch.bool, device=device))
                 continue
-            # Project each distinct node once: a batch repeats users and popular items many times, and the
-            # projection's forward and backward dominate PM's step otherwise (same values, same gradients).
-            unique, inverse = torch.unique(nodes[mask] - offset, return_inverse=True)
-            out[mask] = _clip_to_unit_ball(projection(profiles[unique].to(out.dtype)))[inverse]
-            has |= mask
-        return out, has
+            inputs = profiles if len(rows) == n_rows else profiles[rows.to(device)]
+            vectors.append(_clip_to_unit_ball(projection(inputs.to(dtype))))
+            has.append(torch.ones(len(rows), dtype=torch.bool, device=device))
+        return torch.cat(vectors), torch.cat(has)
 
     def energy_terms(self, heads: Tensor, relations: Tensor, tails: Tensor) -> dict[str, Tensor]:
         """F_I, F_GG, F_GI, F_IG per triple (profile terms are 0 where an endpoint has no profile)."""
@@ -135,14 +152,16 @@ class PretrainEnergyModel(nn.Module):
         nodes = torch.cat([heads, tails])
         interaction = self.interaction_representation(nodes)
         u_i, v_i = interaction[:n], interaction[n:]
-        terms = {"F_I": translation_distance(u_i, r, v_i, self.norm)}
+        query_i = u_i + r  # the knowledge query (§3.5)
+        terms = {"F_I": translation_distance(query_i, v_i, self.norm)}
         if self.uses_profiles:
             profile, has = self.profile_representation(nodes)
             u_p, v_p = profile[:n], profile[n:]
             head_has, tail_has = has[:n].to(r.dtype), has[n:].to(r.dtype)
-            terms["F_GG"] = translation_distance(u_p, r, v_p, self.norm) * head_has * tail_has
-            terms["F_GI"] = translation_distance(u_p, r, v_i, self.norm) * head_has
-            terms["F_IG"] = translation_distance(u_i, r, v_p, self.norm) * tail_has
+            query_p = u_p + r
+            terms["F_GG"] = translation_distance(query_p, v_p, self.norm) * head_has * tail_has
+            terms["F_GI"] = translation_distance(query_p, v_i, self.norm) * head_has
+            terms["F_IG"] = translation_distance(query_i, v_p, self.norm) * tail_has
         return terms
 
     def energy(self, heads: Tensor, relations: Tensor, tails: Tensor) -> Tensor:
@@ -247,21 +266,3 @@ class FilteredNegativeSampler:
             bad = self.is_known(neg_h[idx], relations[idx], neg_t[idx])
             todo[idx] = bad
         return neg_h, neg_t, ~todo
-
-
-class PretrainedModel(EmbeddingLookalikeModel):
-    """Registry name ``pm``: PM's user embeddings alone (§4.2 "Pre-trained Model" baseline).
-
-    ``self.embeddings`` = per-user mean of interaction- and profile-based representations
-    (``PretrainEnergyModel.node_embeddings``), so the PM baseline and GLM's input are the same vectors.
-    """
-
-    name = "pm"
-
-    def _fit(self, data: LookalikeData) -> None:
-        from glom_plugin.models.training import fit_pm
-
-        result = fit_pm(data, self.config, seed=self.seed, progress=False)
-        self.energy_model, self.triples, self.history = result.model, result.triples, result.history
-        self.embeddings = result.node_embeddings[: data.n_users].astype(np.float32)
-        self.item_embeddings = result.node_embeddings[data.n_users :].astype(np.float32)

@@ -39,7 +39,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
         _GLOM, {**_ATTN1, "graph.use_similarity_edges": False}, "GLoM-Attn1 w/o user-user edges"
     ),
     "glom-no-pm": ModelSpec(_GLOM, {**_ATTN1, "glm.use_pm": False}, "GLoM-Attn1 w/o the pre-trained model"),
-    "pm": ModelSpec("glom_plugin.models.pm:PretrainedModel", {}, "PM embeddings alone (§3.5)"),
+    "pm": ModelSpec("glom_plugin.models.pretrained:PretrainedModel", {}, "PM embeddings alone (§3.5)"),
     # GLoM beyond the paper: GLM trained on campaign-like episodes (the config default, so `glom train`
     # trains this one); a per-campaign head over its embeddings + the item bag; their ablations
     "glom-seedset": ModelSpec(_GLOM, _SEEDSET, "GLoM-Mean, GLM trained on seed-set episodes, InfoNCE"),

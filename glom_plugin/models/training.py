@@ -61,6 +61,7 @@ class TrainingHistory:
     backend: str | None = None
     selection: str = "link"  # what val_mrr measures: "link" prediction or "lookalike" retrieval
     initial_val_mrr: float | None = None  # GLM: the validation metric before the first step
+    batch_size: int | None = None  # PM: the batch it trained with (pm.batch_size grown per max_steps_per_epoch)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,7 +134,10 @@ def make_validation(
     full: KnowledgeTriples,
     device: torch.device,
     generator: torch.Generator,
+    sampler: FilteredNegativeSampler | None = None,
 ) -> ValidationSplit | None:
+    """Held-out pairs with ``VALIDATION_NEGATIVES`` sampled items each; ``sampler`` (over ``full``) is
+    reused when the caller has one, since building it sorts every triple key."""
     if len(users) == 0:
         return None
     u = torch.as_tensor(users, device=device)
@@ -141,7 +145,7 @@ def make_validation(
     k = VALIDATION_NEGATIVES
     draws = full.n_users + (torch.rand(len(u), k, generator=generator, device=device) * full.n_items).long()
     draws = draws.clamp(max=full.n_nodes - 1)
-    sampler = FilteredNegativeSampler(full, device=device)
+    sampler = sampler if sampler is not None else FilteredNegativeSampler(full, device=device)
     rid = torch.full_like(draws, full.relation_id(RELATION_INTERACTED))
     known = sampler.is_known(u.unsqueeze(1).expand_as(draws), rid, draws)
     return ValidationSplit(u, i, draws, ~known)
@@ -208,7 +212,7 @@ def fit_pm(
     dense = [p for p in model.parameters() if all(p is not q for q in sparse)]
     optimizers = [torch.optim.SparseAdam(sparse, lr=cfg.pm.lr), torch.optim.Adam(dense, lr=cfg.pm.lr)]
     sampler = FilteredNegativeSampler(full, device=device)
-    validation = make_validation(val_users, val_items, full, device, generator)
+    validation = make_validation(val_users, val_items, full, device, generator, sampler)
     interacted = full.relation_id(RELATION_INTERACTED)
 
     # PM learns forward relations only; a reverse relation is -r by construction (pm.relation_table)
@@ -216,7 +220,8 @@ def fit_pm(
     heads = torch.as_tensor(forward.heads, device=device)
     rels = torch.as_tensor(forward.relations, device=device)
     tails = torch.as_tensor(forward.tails, device=device)
-    history = TrainingHistory(device=str(device))
+    batch_size = pm_batch_size(len(heads), cfg.pm.batch_size, cfg.pm.max_steps_per_epoch)
+    history = TrainingHistory(device=str(device), batch_size=batch_size)
     stopper = EarlyStopping(cfg.pm.patience)
     negatives = max(int(cfg.pm.negatives), 1)
 
@@ -227,8 +232,8 @@ def fit_pm(
         model.train()
         order = torch.randperm(len(heads), generator=generator, device=device)
         total, batches = 0.0, 0
-        for begin in range(0, len(order), cfg.pm.batch_size):
-            idx = order[begin : begin + cfg.pm.batch_size].repeat(negatives)
+        for begin in range(0, len(order), batch_size):
+            idx = order[begin : begin + batch_size].repeat(negatives)
             h, r, t = heads[idx], rels[idx], tails[idx]
             neg_h, neg_t, valid = sampler.sample(h, r, t, generator)
             if not bool(valid.any()):
@@ -257,6 +262,13 @@ def fit_pm(
         node_embeddings=model.node_embeddings().cpu().numpy().astype(np.float32),
         relation_table=model.relation_table().detach().cpu().numpy().astype(np.float32),
     )
+
+
+def pm_batch_size(n_triples: int, batch_size: int, max_steps_per_epoch: int | None) -> int:
+    """``pm.batch_size``, grown so an epoch over ``n_triples`` takes at most ``max_steps_per_epoch`` steps."""
+    if max_steps_per_epoch is None:
+        return int(batch_size)
+    return max(int(batch_size), -(-int(n_triples) // int(max_steps_per_epoch)))
 
 
 def _close_epoch(
@@ -351,7 +363,8 @@ def fit_glm(
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.glm.lr)
     train_graph = build_message_graph(train, backend, device)
-    sampler = FilteredNegativeSampler(full, device=device)
+    # the filtered sampler sorts every triple key: only Eq. 9 draws negatives from it
+    sampler = FilteredNegativeSampler(full, device=device) if cfg.glm.objective == "eq9" else None
     validate, selection = _glm_validator(cfg, model, train_graph, train, full, val_users, val_items, rng, generator)
 
     # Eq. 9 positives: the observed user-item pairs (the interacted relation covers every interaction)
@@ -373,6 +386,8 @@ def fit_glm(
     )
 
     def eq9_epoch() -> tuple[float, int]:
+        if sampler is None:
+            raise RuntimeError("the Eq. 9 epoch needs the filtered negative sampler")
         order = torch.randperm(len(users), generator=generator, device=device)
         total, batches = 0.0, 0
         for begin in range(0, len(order), cfg.glm.batch_size):

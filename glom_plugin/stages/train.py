@@ -27,6 +27,7 @@ from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
 from glom_plugin.models.base import LookalikeModel
 from glom_plugin.models.checkpoint import EpochCheckpoint, fingerprint, without_epochs
+from glom_plugin.models.kg import KnowledgeTriples, load_knowledge_triples
 from glom_plugin.models.training import GLMResult, PMResult, fit_glm, fit_pm
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,14 @@ def glm_checkpoint(cfg: GlomConfig, layout: RunLayout, pm: PMResult | None, resu
     return EpochCheckpoint(layout.models_dir / "checkpoints" / "glm.pt", key, resume)
 
 
+def training_triples(cfg: GlomConfig, layout: RunLayout, data: LookalikeData) -> KnowledgeTriples:
+    """The graph stage's ``triples.parquet``, read back (never rebuilt) and checked against ``data``."""
+    return load_knowledge_triples(layout.triples, data, cfg.graph)
+
+
 def _fit_pm_checkpointed(cfg: GlomConfig, layout: RunLayout, data: LookalikeData, resume: bool) -> PMResult:
     checkpoint = pm_checkpoint(cfg, layout, data, resume)
-    result = fit_pm(data, cfg, seed=cfg.seed, checkpoint=checkpoint)
+    result = fit_pm(data, cfg, seed=cfg.seed, triples=training_triples(cfg, layout, data), checkpoint=checkpoint)
     _pm_artifact(result, data, cfg).save(layout.pm_dir)
     checkpoint.discard()
     return result
@@ -113,7 +119,7 @@ def run_pretrain_stage(cfg: GlomConfig, layout: RunLayout, resume: bool = False)
     """``glom pretrain``: fit PM (§3.5) and save it to ``models/pm`` (checkpointing every epoch)."""
     data = load_training_data(cfg, layout)
     checkpoint = pm_checkpoint(cfg, layout, data, resume)
-    result = fit_pm(data, cfg, seed=cfg.seed, checkpoint=checkpoint)
+    result = fit_pm(data, cfg, seed=cfg.seed, triples=training_triples(cfg, layout, data), checkpoint=checkpoint)
     artifact = _pm_artifact(result, data, cfg)
     artifact.save(layout.pm_dir)
     checkpoint.discard()
@@ -155,13 +161,12 @@ def pm_input_changes(layout: RunLayout) -> list[str]:
 
 def _pm_from_artifact(cfg: GlomConfig, layout: RunLayout, data: LookalikeData) -> PMResult | None:
     """Reuse a saved PM when it was trained on the same users, items and relations; None otherwise."""
-    from glom_plugin.models.kg import build_knowledge_triples
     from glom_plugin.models.training import TrainingHistory
 
     if not (layout.pm_dir / "model.json").exists():
         return None
     saved = TrainedModel.load(layout.pm_dir, with_state=True)
-    triples = build_knowledge_triples(data, cfg.graph)
+    triples = training_triples(cfg, layout, data)
     state = saved.state_dict or {}
     same = (
         saved.item_embeddings is not None
@@ -213,7 +218,8 @@ def _fit_glom_staged(cfg: GlomConfig, layout: RunLayout, resume: bool) -> GlomFi
     if cfg.glm.use_pm:
         pm = _pm_from_artifact(cfg, layout, data) or _fit_pm_checkpointed(cfg, layout, data, resume)
     glm_ckpt = glm_checkpoint(cfg, layout, pm, resume)
-    glm = fit_glm(data, cfg, seed=cfg.seed, pm=pm, checkpoint=glm_ckpt)
+    triples = None if pm is not None else training_triples(cfg, layout, data)  # PM's are the artifact's
+    glm = fit_glm(data, cfg, seed=cfg.seed, pm=pm, triples=triples, checkpoint=glm_ckpt)
     fitted = GlomFit(data, pm, glm)
     TrainedModel(
         model_name="glom-seedset" if cfg.glm.objective == "seedset" else f"glom-{cfg.glm.aggregator}",
@@ -277,7 +283,7 @@ def _train_in_memory(model: LookalikeModel, layout: RunLayout, resume: bool) -> 
 STAGED_TRAINERS: dict[str, ModelTrainer] = {
     "glom_plugin.models.glom:GlomModel": _train_glom,
     "glom_plugin.models.glom_hybrid:GlomHybridModel": _train_glom_hybrid,
-    "glom_plugin.models.pm:PretrainedModel": _train_pm,
+    "glom_plugin.models.pretrained:PretrainedModel": _train_pm,
 }
 
 

@@ -207,3 +207,37 @@ def test_pretrained_model_via_registry():
     model = create_model("pm", _small_cfg(**{"pm.epochs": 2}), seed=0).fit(data)
     assert model.user_embeddings().shape == (80, 16)
     assert np.isfinite(model.user_embeddings()).all()
+
+
+def test_a_batch_that_touches_every_node_projects_all_of_them_with_the_same_values_and_gradients():
+    rng = np.random.default_rng(0)
+    profiles = rng.normal(size=(30, 16)).astype(np.float32), rng.normal(size=(20, 16)).astype(np.float32)
+    nodes = torch.as_tensor(rng.integers(0, 50, size=40))
+    results = []
+    for batch in (nodes, torch.cat([nodes, torch.zeros(100, dtype=torch.long)])):  # 40 < 2 x 50 <= 140
+        torch.manual_seed(0)
+        model = PretrainEnergyModel(30, 20, 3, 8, 2, None, *profiles)
+        vectors, has = model.profile_representation(batch)
+        vectors[:40].sum().backward()
+        results.append((vectors[:40].detach(), has[:40], model.user_projection.weight.grad.clone()))
+    (small, small_has, small_grad), (large, large_has, large_grad) = results
+    torch.testing.assert_close(large, small)
+    assert torch.equal(large_has, small_has) and bool(small_has.all())
+    torch.testing.assert_close(large_grad, small_grad)
+
+
+def test_pm_batch_grows_so_an_epoch_takes_at_most_max_steps():
+    from glom_plugin.models.training import pm_batch_size
+
+    assert pm_batch_size(14_000, 1024, 64) == 1024  # small graph: pm.batch_size as set
+    assert pm_batch_size(952_490, 1024, 64) == 14_883  # ceil(952,490 / 64)
+    assert pm_batch_size(952_490, 1024, None) == 1024
+
+
+def test_the_pm_math_module_imports_no_training_code():
+    import subprocess
+    import sys
+
+    code = "import sys, glom_plugin.models.pm; print(sorted(m for m in sys.modules if m.startswith('glom_plugin.models')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "glom_plugin.models.training" not in loaded and "glom_plugin.models.pretrained" not in loaded

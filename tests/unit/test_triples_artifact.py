@@ -19,6 +19,7 @@ from glom_plugin.layout import RunLayout
 from glom_plugin.models.kg import KnowledgeTriples, build_knowledge_triples, load_knowledge_triples
 from glom_plugin.models.training import fit_glm, fit_pm
 from glom_plugin.stages.graph import run_graph_stage
+from glom_plugin.stages.train import training_triples
 from glom_plugin.storage import write_parquet
 from tests.support.planted import make_planted_data
 from tests.unit.test_graph_stage import write_ingested
@@ -67,7 +68,7 @@ def test_stage_training_from_the_artifact_matches_in_memory_triples(tmp_path):
     )
     run_graph_stage(cfg, layout)
     data = load_lookalike_data(layout)
-    artifact = load_knowledge_triples(layout.triples, data, cfg.graph)
+    artifact = training_triples(cfg, layout, data)  # what the pretrain / train stages train on
     assert_same_triples(artifact, build_knowledge_triples(data, cfg.graph))
 
     from_file = fit_pm(data, cfg, seed=5, triples=artifact, progress=False)
