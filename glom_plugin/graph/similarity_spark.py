@@ -4,7 +4,8 @@ Same contract and semantics as ``similarity.pearson_similarity_memory`` (registe
 ``SIMILARITY_BACKENDS``): Pearson over the co-rated items CM with means over CM, |CM| ≥ max(2,
 min_corated), sim ≥ t_sim, each user keeps its top_k partners (ties: lower index) and a pair is an edge
 when either user kept the other. The sums over CM come from one self-join of the polarity edges on
-item (a < b) and one aggregation per pair:
+item (a < b) and one aggregation per pair, whose terms are added in ascending item order (the memory
+backend's order, so both give the same doubles):
 
     cov = Σp_a p_b − Σp_a Σp_b / n,   var_a = Σp_a² − (Σp_a)² / n,   sim = cov / √(var_a var_b)
 
@@ -54,19 +55,29 @@ def pearson_similarity_spark(
             raise ValueError("similarity: a (user, item) pair occurs more than once in the polarity edges")
         a = pol.select(F.col("user_idx").alias("user_a"), "item_idx", F.col("p").alias("pa"))
         b = pol.select(F.col("user_idx").alias("user_b"), "item_idx", F.col("p").alias("pb"))
+        # Each pair's co-rated terms, summed one by one in ascending item order from 0.0: the order in
+        # which scipy's CSR product (SMMP, canonical rows) accumulates them in the memory backend, so
+        # every sum — and so every similarity, threshold and top-k tie — is the same double, bit for bit.
+        terms = F.array_sort(F.collect_list(F.struct("item_idx", "pa", "pb")))
+
+        def total(expression):  # noqa: ANN001, ANN202 - a Column lambda for F.aggregate
+            return F.aggregate("terms", F.lit(0.0), lambda acc, x: acc + expression(x))
+
         sums = (
             a.join(b, on="item_idx")
             .filter(F.col("user_a") < F.col("user_b"))
             .groupBy("user_a", "user_b")
-            .agg(
-                F.count(F.lit(1)).alias("n"),
-                F.sum("pa").alias("sa"),
-                F.sum("pb").alias("sb"),
-                F.sum(F.col("pa") * F.col("pa")).alias("saa"),
-                F.sum(F.col("pb") * F.col("pb")).alias("sbb"),
-                F.sum(F.col("pa") * F.col("pb")).alias("sab"),
-            )
+            .agg(terms.alias("terms"))
+            .withColumn("n", F.size("terms").cast("long"))
             .filter(F.col("n") >= max(2, cfg.min_corated))
+            .select(
+                "user_a", "user_b", "n",
+                total(lambda x: x["pa"]).alias("sa"),
+                total(lambda x: x["pb"]).alias("sb"),
+                total(lambda x: x["pa"] * x["pa"]).alias("saa"),
+                total(lambda x: x["pb"] * x["pb"]).alias("sbb"),
+                total(lambda x: x["pa"] * x["pb"]).alias("sab"),
+            )
         )
         n = F.col("n").cast("double")
         cov = F.col("sab") - F.col("sa") * F.col("sb") / n
