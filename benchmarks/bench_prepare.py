@@ -52,6 +52,24 @@ PROFILES = {
 }
 
 
+TREE_SAMPLE_S = 0.5
+
+
+def tree_rss_kb(pid: int) -> int:
+    """Resident set of ``pid`` and all its descendants, in kB (0 for processes already gone)."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 class LoadSampler:
     """The 1-minute load average every ``period`` seconds while a case runs."""
 
@@ -95,16 +113,22 @@ def run_case(name: str, overrides: list[str], scratch: Path, raw: Path | None) -
     run_dir.mkdir(parents=True)
     if raw is not None:
         (run_dir / "raw").symlink_to(raw.resolve(), target_is_directory=True)
-    command = ["/usr/bin/time", "-f", "%e %M", str(REPO / ".venv/bin/glom"), "prepare", "--run-dir", str(run_dir)]
+    command = ["/usr/bin/time", "-f", "%e %M %U %S", str(REPO / ".venv/bin/glom"), "prepare", "--run-dir", str(run_dir)]
     for override in overrides:
         command += ["--set", override]
     started = time.perf_counter()
-    with LoadSampler() as load:
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=scratch)
+    with LoadSampler() as load, tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=scratch)
+        tree_peak_kb = 0
+        while proc.poll() is None:
+            tree_peak_kb = max(tree_peak_kb, tree_rss_kb(proc.pid))
+            time.sleep(TREE_SAMPLE_S)
+        err.seek(0)
+        stderr = err.read()
     wall = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"{name}: glom prepare failed\n{proc.stderr[-3000:]}")
-    _, max_kb = proc.stderr.strip().splitlines()[-1].split()
+        raise RuntimeError(f"{name}: glom prepare failed\n{stderr[-3000:]}")
+    _, max_kb, user_s, system_s = stderr.strip().splitlines()[-1].split()
     seconds = json.loads((run_dir / "stage_seconds.json").read_text())["seconds"]
     report = json.loads((run_dir / "graph" / "graph_report.json").read_text())
     ingest = json.loads((run_dir / "ingest" / "ingest_report.json").read_text())
@@ -113,6 +137,10 @@ def run_case(name: str, overrides: list[str], scratch: Path, raw: Path | None) -
         "reviews": ingest.get("rows_read"),
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(int(max_kb) / 1024, 1),
+        # Sum over glom prepare and its worker processes, sampled every TREE_SAMPLE_S (may miss a short peak).
+        "tree_peak_rss_mb": round(tree_peak_kb / 1024, 1),
+        # CPU seconds of glom prepare and its worker processes: less sensitive than wall to other work.
+        "cpu_s": round(float(user_s) + float(system_s), 1),
         "stages": stage_figures(run_dir, seconds),
         "interactions": ingest.get("n_interactions"),
         "users": ingest.get("n_users"),
@@ -131,22 +159,24 @@ def render(rows: list[dict[str, Any]], command: str, machine: str, date: str) ->
         f"- command: `{command}`",
         f"- machine: {machine}",
         f"- date: {date}",
-        "- wall and peak RSS: GNU time over the whole `glom prepare` process (imports included); stage and",
-        "  sub-stage figures from the stages' meter (peak = the process's resident set while the part ran).",
+        "- wall, CPU and peak RSS: GNU time over the whole `glom prepare` process (imports included; CPU includes",
+        "  its worker processes; GNU time's peak RSS is the largest single process, the main one); the peak of",
+        "  the sum over all its processes is sampled every 0.5 s from /proc. Stage and sub-stage figures come",
+        "  from the stages' meter (main process; peak = its resident set while the part ran).",
         "- load: 1-minute load average sampled every 10 s during the case; above 2 means other work shared",
         "  the 2 cores, so wall times are upper bounds.",
         "",
         "| case | reviews read | interactions kept | users | items | ingest s | validate s | graph s | total wall s "
-        "| peak RSS MB | load mean / max |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU s | peak RSS MB (main / all processes) | load mean / max |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         stages = row["stages"]
         lines.append(
             f"| {row['case']}{' (raw pre-generated)' if row['raw_pregenerated'] else ''} | {row['reviews']:,} | "
             f"{row['interactions']:,} | {row['users']:,} | {row['items']:,} | {stages['ingest']['s']:.1f} | "
-            f"{stages['validate']['s']:.1f} | {stages['graph']['s']:.1f} | {row['wall_s']:.1f} | "
-            f"{row['peak_rss_mb']:.0f} | {row['load_avg_1min']['mean']:.1f} / {row['load_avg_1min']['max']:.1f} |"
+            f"{stages['validate']['s']:.1f} | {stages['graph']['s']:.1f} | {row['wall_s']:.1f} | {row['cpu_s']:.0f} | "
+            f"{row['peak_rss_mb']:.0f} / {row['tree_peak_rss_mb']:.0f} | {row['load_avg_1min']['mean']:.1f} / {row['load_avg_1min']['max']:.1f} |"
         )
     for row in rows:
         lines += ["", f"## {row['case']}: sub-stages", "", "| stage / part | s | peak RSS MB |", "|---|---:|---:|"]
