@@ -199,12 +199,14 @@ def _count(counter: Counter[str], values: pa.Array | pa.ChunkedArray) -> None:
 
 @dataclass
 class PreparedChunk:
-    """One chunk after the per-row work of the first pass: valid rows with hashed user ids and their
-    duplicate digests (``rows`` empty when none was valid)."""
+    """One chunk after the per-row work of the first pass: valid rows with hashed user ids and normalized
+    ratings as an ``INTERACTIONS_SCHEMA`` table (Arrow crosses a process boundary far cheaper than a frame
+    of Python strings), their duplicate digests and source lines (``table`` empty when none was valid)."""
 
     source: Path
-    rows: pd.DataFrame
+    table: pa.Table
     digests: np.ndarray
+    lines: np.ndarray  # source line of each row, for duplicate rejects
     parsed: int  # rows the reader parsed (validation's input)
     # Rejects recorded away from the run's log (in a worker), to replay in order; None: already logged.
     rejects: RecordedRejects | None = None
@@ -221,16 +223,21 @@ def prepare_chunk(
     """Validate a chunk's rows, hash their user ids, digest them: the first pass's work that needs no
     state from other chunks, so it can run in any process."""
     digests = np.empty(0, dtype=np.uint64)
+    lines = np.empty(0, dtype=np.int64)
     if chunk.frame.empty:  # every line of the block was rejected by the reader
-        return PreparedChunk(chunk.source, chunk.frame, digests, 0)
+        return PreparedChunk(chunk.source, INTERACTIONS_SCHEMA.empty_table(), digests, lines, 0)
     with section("validate_rows"):
         rows = validate_chunk(chunk, scale, rejects)  # type: ignore[arg-type]
-    if not rows.empty:
-        with section("hash_ids"):
-            rows["user_id"] = hash_user_ids(rows["user_id"].to_numpy(), salt)
-        with section("digest"):
-            digests = row_digests(rows)
-    return PreparedChunk(chunk.source, rows, digests, len(chunk.frame))
+    if rows.empty:
+        return PreparedChunk(chunk.source, INTERACTIONS_SCHEMA.empty_table(), digests, lines, len(chunk.frame))
+    with section("hash_ids"):
+        rows["user_id"] = hash_user_ids(rows["user_id"].to_numpy(), salt)
+    with section("digest"):
+        digests = row_digests(rows)
+    with section("to_arrow"):
+        rows["rating_norm"] = scale.normalize(rows["rating"].to_numpy())
+        table = _to_table(rows, INTERACTIONS_SCHEMA)
+    return PreparedChunk(chunk.source, table, digests, rows["_line"].to_numpy(), len(chunk.frame))
 
 
 def sequential_chunks(
@@ -279,19 +286,18 @@ def first_pass(
                 piece.rejects.replay(rejects)
             parsed += piece.parsed
             bar.update(piece.parsed)
-            rows = piece.rows
-            validation_rejected += piece.parsed - len(rows)
-            if rows.empty:
+            table = piece.table
+            validation_rejected += piece.parsed - table.num_rows
+            if table.num_rows == 0:
                 continue
             with section("dedup"):
                 fresh = digests.add_new(piece.digests)
-                for line in rows["_line"].to_numpy()[~fresh]:
+                for line in piece.lines[~fresh]:
                     rejects.add(piece.source, int(line), None, DUPLICATE, "exact duplicate of an earlier review")
                 report.duplicates += int((~fresh).sum())
-                rows = rows.loc[fresh]
+                if not fresh.all():
+                    table = table.filter(pa.array(fresh))
             with section("stage_write"):
-                rows = rows.assign(rating_norm=scale.normalize(rows["rating"].to_numpy()))
-                table = _to_table(rows, INTERACTIONS_SCHEMA)
                 writer.write_table(table)
                 _count(user_counts, table["user_id"])
                 _count(item_counts, table["item_id"])
