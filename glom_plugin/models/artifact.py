@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,10 +110,7 @@ class TrainedModel:
     def save(self, directory: str | Path) -> Path:
         """Write the artifact atomically (temporary sibling directory, then rename)."""
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.{os.getpid()}.", suffix=".tmp", dir=directory.parent))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the model directory is meant to be shared
-        try:
+        with staged_directory(directory) as tmp:
             pq.write_table(_embedding_table("user_id", self.user_ids, self.user_embeddings), tmp / USERS_FILE)
             items = (
                 self.item_embeddings
@@ -136,10 +135,6 @@ class TrainedModel:
                 "metrics": self.metrics,
             }
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-            replace_directory(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod
@@ -190,6 +185,21 @@ def _read_embedding_table(path: Path, id_column: str, dim: int) -> tuple[np.ndar
         return ids, np.empty((0, dim), dtype=np.float32)
     values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
     return ids, values.reshape(len(table), dim)
+
+
+@contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """A private temporary sibling of ``target`` to fill; on success it is renamed over ``target`` (a
+    reader never sees half a directory), on any error it is removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model directory is meant to be shared
+    try:
+        yield tmp
+        replace_directory(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def replace_directory(tmp: Path, target: Path) -> None:

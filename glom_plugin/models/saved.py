@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +33,7 @@ import scipy.sparse as sp
 
 from glom_plugin.config import GlomConfig
 from glom_plugin.graph.dataset import LookalikeData
-from glom_plugin.models.artifact import META_FILE, TrainedModel, replace_directory
+from glom_plugin.models.artifact import META_FILE, TrainedModel, staged_directory
 from glom_plugin.models.base import EmbeddingLookalikeModel, LookalikeModel
 
 FORMAT = "glom-model"
@@ -65,10 +62,7 @@ def save_model(model: LookalikeModel, directory: str | Path, metrics: dict[str, 
     directory = Path(directory)
     data = model._fitted()
     state = model.learned_state()
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.{os.getpid()}.", suffix=".tmp", dir=directory.parent))
-    os.chmod(tmp, 0o755)
-    try:
+    with staged_directory(directory) as tmp:
         write_data(data, tmp / DATA_DIR)
         arrays = {k: np.asarray(v) for k, v in state.items() if isinstance(v, np.ndarray)}
         tensors = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
@@ -96,10 +90,6 @@ def save_model(model: LookalikeModel, directory: str | Path, metrics: dict[str, 
             "metrics": metrics or {},
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-        replace_directory(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 

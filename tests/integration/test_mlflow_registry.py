@@ -60,13 +60,13 @@ def test_versions_and_champion_alias_move_only_on_improvement(cfg, tmp_path):
     assert run.data.params["pm.dim"] == "64"
     assert run.data.tags["profiles.item_template_id"] == "offline@v2"
 
-    loaded = reg.load_trained_model("models:/glom-test@champion", tracking_uri=cfg.tracking_uri())
+    loaded = reg.load_registered_model("models:/glom-test@champion", tracking_uri=cfg.tracking_uri())
     expected = random_model(3)
-    np.testing.assert_array_equal(loaded.trained.user_embeddings, expected.user_embeddings)
-    assert list(loaded.trained.user_ids) == list(expected.user_ids)
+    np.testing.assert_array_equal(loaded.model.as_trained().user_embeddings, expected.user_embeddings)
+    assert list(loaded.model.user_ids) == list(expected.user_ids)
     assert (loaded.version, loaded.alias, loaded.tags["data_date"]) == ("3", "champion", "2026-11-20")
-    by_number = reg.load_trained_model("models:/glom-test/2", tracking_uri=cfg.tracking_uri())
-    np.testing.assert_array_equal(by_number.trained.user_embeddings, random_model(2).user_embeddings)
+    by_number = reg.load_registered_model("models:/glom-test/2", tracking_uri=cfg.tracking_uri())
+    np.testing.assert_array_equal(by_number.model.as_trained().user_embeddings, random_model(2).user_embeddings)
 
     # The generic pyfunc face answers campaigns exactly as expand_audience does.
     import mlflow
