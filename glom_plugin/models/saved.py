@@ -21,7 +21,6 @@ deterministic function of the data refit on it (``models/base.py``). A directory
 
 from __future__ import annotations
 
-import importlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +34,7 @@ from glom_plugin.config import GlomConfig
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.models.artifact import META_FILE, TrainedModel, staged_directory
 from glom_plugin.models.base import EmbeddingLookalikeModel, LookalikeModel
+from glom_plugin.plugins import load_class
 
 FORMAT = "glom-model"
 FORMAT_VERSION = 2
@@ -101,10 +101,7 @@ def load_model(directory: str | Path) -> LookalikeModel:
         return FixedEmbeddingModel.from_trained(TrainedModel.load(directory))
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{directory / META_FILE}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
-    module_name, _, class_name = str(meta["model_class"]).partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(cls, type) and issubclass(cls, LookalikeModel)):
-        raise TypeError(f"{directory / META_FILE}: model_class {meta['model_class']} is not a LookalikeModel")
+    cls = load_class(str(meta["model_class"]), {}, LookalikeModel, f"model class of {directory / META_FILE}")
     model = cls(GlomConfig.model_validate(meta["config"]), seed=int(meta["seed"]))
     model.name = str(meta["model_name"])
     state: dict[str, Any] = {}
