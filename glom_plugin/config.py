@@ -117,7 +117,9 @@ class PMConfig(_Section):
     """§3.5: TransE-style pre-trained model with interaction- and profile-based representations."""
 
     dim: int = 64
-    epochs: int = 30
+    # 15: the most any recorded quality run trained PM (Digital Music 15, MovieLens 10, MAL 5 epochs;
+    # benchmarks/results/quality_*.md); early stopping still keeps the best epoch.
+    epochs: int = 15
     batch_size: int = 1024
     # The batch grows past batch_size so an epoch takes at most this many steps (None: never grows). Every
     # step projects the profile of each node it touches, nearly all of them on a large graph, so on MAL an
