@@ -31,9 +31,11 @@ from glom_plugin.expand.batch import (
     campaign_chunks,
     rank_campaigns,
 )
-from glom_plugin.expand.expander import calibrated_threshold, check_min_seeds, read_seed_file
+from glom_plugin.expand.expander import calibrated_threshold, check_min_seeds, read_seed_file, resolve_seeds
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
+from glom_plugin.models.base import EmbeddingLookalikeModel, LookalikeModel
+from glom_plugin.models.saved import load_model, trained_model_dir
 
 OUTPUT_SCHEMA = pa.schema(
     [("campaign", pa.string()), ("rank", pa.int32()), ("user_id", pa.string()), ("score", pa.float32())]
@@ -196,22 +198,27 @@ def _passes(campaigns: list[BatchCampaign], aggregation: str) -> int:
 def run_expand_batch_stage(
     cfg: GlomConfig, layout: RunLayout, campaigns_path: Path, out_path: Path, progress: bool = True
 ) -> BatchSummary:
-    """The trained GLoM model (models/glm) + a campaign file -> ``out_path`` (Parquet: campaign, rank,
-    user_id, score) and ``<out>.summary.json``."""
+    """The run's trained model (``train.model``, any family; ``models/glm`` for older runs) + a campaign
+    file -> ``out_path`` (Parquet: campaign, rank, user_id, score) and ``<out>.summary.json``."""
     from glom_plugin.storage import atomic_path, write_json
 
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".parquet":
         raise ValueError(f"{out_path}: batch output must end in .parquet")
     specs = read_campaigns(campaigns_path)
-    model = TrainedModel.load(layout.glm_dir)
+    fitted = load_model(trained_model_dir(cfg, layout))
     summary = BatchSummary()
+    if isinstance(fitted, EmbeddingLookalikeModel):  # one blocked pass over the retrieval vectors
+        model = fitted.as_trained()
+        tables = (ranking_table(r, model.user_ids) for r in rank_specs(model, specs, cfg.expand, summary, progress=progress))
+    else:  # a per-campaign model fits each campaign, as it does online
+        tables = per_campaign_tables(fitted, specs, cfg.expand, summary)
     with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, OUTPUT_SCHEMA) as writer:
         pending: list[pa.Table] = []
-        for ranking in rank_specs(model, specs, cfg.expand, summary, progress=progress):
-            pending.append(ranking_table(ranking, model.user_ids))
+        for table in tables:
+            pending.append(table)
             summary.scored += 1
-            summary.lookalikes += len(ranking.rows)
+            summary.lookalikes += len(table)
             if sum(len(t) for t in pending) >= ROW_GROUP_ROWS:
                 writer.write_table(pa.concat_tables(pending))
                 pending = []
@@ -219,6 +226,39 @@ def run_expand_batch_stage(
             writer.write_table(pa.concat_tables(pending) if pending else OUTPUT_SCHEMA.empty_table())
     write_json(summary.__dict__, out_path.with_name(out_path.name + ".summary.json"))
     return summary
+
+
+def per_campaign_tables(
+    model: LookalikeModel, specs: list[CampaignSpec], cfg: ExpandConfig, summary: BatchSummary
+) -> Iterator[pa.Table]:
+    """Each campaign through the model's own ``expand`` (per-campaign models have no shared matrix product)."""
+    from tqdm.auto import tqdm
+
+    for spec in tqdm(specs, desc="expand-batch", unit="campaign"):
+        summary.campaigns += 1
+        try:
+            seeds = list(dict.fromkeys(spec.seed_ids))
+            _, used, unknown = resolve_seeds(model, seeds)
+            warning = check_min_seeds(len(used), cfg)
+            campaign_cfg = cfg.model_copy(update={"threshold": spec.threshold} if spec.threshold is not None else {})
+            result = model.expand(seeds, int(spec.k or cfg.top_k), config=campaign_cfg)
+        except ValueError as err:
+            summary.errors[spec.name] = str(err)
+            continue
+        if unknown:
+            summary.unknown_seeds[spec.name] = {"n": len(unknown), "hashed": [s for s in unknown if looks_hashed(s)]}
+        if warning:
+            summary.warnings[spec.name] = warning
+        n = len(result.rows)
+        yield pa.table(
+            {
+                "campaign": pa.array([spec.name] * n, pa.string()),
+                "rank": pa.array(np.arange(1, n + 1, dtype=np.int32)),
+                "user_id": pa.array(result.user_ids.tolist(), pa.string()),
+                "score": pa.array(result.scores.astype(np.float32)),
+            },
+            schema=OUTPUT_SCHEMA,
+        )
 
 
 def ranking_table(ranking: BatchRanking, user_ids: np.ndarray) -> pa.Table:

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from glom_plugin.config import GlomConfig
 from glom_plugin.graph.dataset import LookalikeData
+from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import META_FILE, TrainedModel, staged_directory
 from glom_plugin.models.base import EmbeddingLookalikeModel, LookalikeModel
 from glom_plugin.plugins import load_class
@@ -42,6 +43,23 @@ DATA_DIR = "data"
 EMBEDDING_DIR = "embedding"
 ARRAYS_FILE = "state.npz"
 TORCH_FILE = "state.pt"
+
+
+def model_dir(layout: RunLayout, model_name: str) -> Path:
+    """Where ``glom train --model NAME`` saves a model: ``models/<NAME>`` (``module:Class`` names made safe)."""
+    return layout.models_dir / model_name.replace(":", "__").replace("/", "_")
+
+
+def trained_model_dir(cfg: GlomConfig, layout: RunLayout, model_name: str | None = None) -> Path:
+    """The saved model ``glom expand`` / ``expand-batch`` use: ``models/<name>`` of the given name, else of
+    ``train.model``; a run trained before saved models existed falls back to ``models/glm``."""
+    name = model_name or cfg.train.model
+    directory = model_dir(layout, name)
+    if (directory / META_FILE).exists():
+        return directory
+    if model_name is None and (layout.glm_dir / META_FILE).exists():
+        return layout.glm_dir
+    raise FileNotFoundError(f"{directory}: no trained model {name!r} in this run; run `glom train --model {name}` first")
 
 
 def is_saved_model(directory: str | Path) -> bool:

@@ -20,8 +20,7 @@ def run_expand_stage(
 ) -> ExpansionResult:
     """Lookalikes at ``out_path`` (.csv or .parquet, written atomically) and a summary JSON beside it
     (``<out>.summary.json``)."""
-    from glom_plugin.models.saved import load_model
-    from glom_plugin.stages.train import trained_model_dir
+    from glom_plugin.models.saved import load_model, trained_model_dir
     from glom_plugin.storage import atomic_path, write_json, write_parquet
 
     out_path = Path(out_path)

@@ -287,11 +287,6 @@ STAGED_TRAINERS: dict[str, ModelTrainer] = {
 }
 
 
-def model_dir(layout: RunLayout, model_name: str) -> Path:
-    """Where ``run_model_stage`` saves a model: ``models/<name>`` (``module:Class`` names made safe)."""
-    return layout.models_dir / model_name.replace(":", "__").replace("/", "_")
-
-
 @dataclass(frozen=True)
 class TrainedRun:
     """A model ``run_model_stage`` fitted, where it is saved, and how its training went."""
@@ -323,7 +318,7 @@ def run_model_stage(cfg: GlomConfig, layout: RunLayout, model_name: str, resume:
     """``glom train --model NAME``: fit the registry model on the run's graph and save it to
     ``models/<NAME>`` (``models/saved.py``)."""
     from glom_plugin.models.registry import create_model
-    from glom_plugin.models.saved import save_model
+    from glom_plugin.models.saved import model_dir, save_model
 
     model = create_model(model_name, cfg, seed=cfg.seed)
     cls = type(model)
@@ -331,15 +326,3 @@ def run_model_stage(cfg: GlomConfig, layout: RunLayout, model_name: str, resume:
     metrics = trainer(model, layout, resume)
     directory = save_model(model, model_dir(layout, model_name), metrics=metrics)
     return TrainedRun(model, directory, metrics)
-
-
-def trained_model_dir(cfg: GlomConfig, layout: RunLayout, model_name: str | None = None) -> Path:
-    """The saved model ``glom expand`` / ``expand-batch`` use: ``models/<name>`` of the given name, else of
-    ``train.model``; a run trained before saved models existed falls back to ``models/glm``."""
-    name = model_name or cfg.train.model
-    directory = model_dir(layout, name)
-    if (directory / "model.json").exists():
-        return directory
-    if model_name is None and (layout.glm_dir / "model.json").exists():
-        return layout.glm_dir
-    raise FileNotFoundError(f"{directory}: no trained model {name!r} in this run; run `glom train --model {name}` first")

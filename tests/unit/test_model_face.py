@@ -129,3 +129,30 @@ def test_a_third_party_fit_override_still_keeps_the_data(data):
 
     model = Activity(GlomConfig()).fit(data)
     assert model.n_users == data.n_users and len(model.expand(seeds_of(data), 7).rows) == 7
+
+
+@pytest.mark.parametrize("name", ["lr", "glom-seedset"])
+def test_expand_batch_answers_with_the_trained_model_of_the_run(fitted, data, tmp_path, name):
+    """`glom expand-batch` reads train.model's saved model (any family) and writes what expand returns."""
+    import pandas as pd
+
+    from glom_plugin.expand.batch_stage import run_expand_batch_stage
+    from glom_plugin.layout import RunLayout
+    from glom_plugin.models.saved import model_dir
+
+    model = fitted(name)
+    layout = RunLayout.at(tmp_path / "run")
+    save_model(model, model_dir(layout, name))
+    campaigns = tmp_path / "campaigns.jsonl"
+    seeds = {"a": seeds_of(data, 12), "b": [str(u) for u in data.user_ids[100:130:2]]}
+    campaigns.write_text("".join(json.dumps({"campaign": c, "seed_ids": s, "k": 9}) + "\n" for c, s in seeds.items()))
+    cfg = model.config.with_overrides(**{"train.model": name, "expand.min_seeds": 5})
+    out = tmp_path / "out.parquet"
+    summary = run_expand_batch_stage(cfg, layout, campaigns, out, progress=False)
+    written = pd.read_parquet(out)
+    assert summary.scored == 2 and not summary.errors
+    for campaign, campaign_seeds in seeds.items():
+        expected = model.expand(campaign_seeds, 9)
+        got = written[written["campaign"] == campaign]
+        assert got["user_id"].tolist() == expected.user_ids.tolist()
+        np.testing.assert_allclose(got["score"], expected.scores, atol=1e-6)
