@@ -15,7 +15,8 @@ from glom_plugin.layout import RunLayout
 from glom_plugin.stages.ingest import run_ingest
 from tests.unit.test_graph_stage_identity import assert_stage_matches_reference
 
-pytestmark = pytest.mark.integration
+# Two ingests, the stage and the one-process reference over 64k real reviews: minutes on 2 shared cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 def test_digital_music_tables_equal_the_reference(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
