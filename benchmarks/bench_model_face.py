@@ -133,6 +133,10 @@ def write_record(out: Path, run_dir: Path, users: int, args: argparse.Namespace,
     return record
 
 
+def _load(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, int | float) else "—"
+
+
 def write_markdown(out: Path, record: dict, cfg) -> None:
     run_dir, rows, args_like = record["run_dir"], record["models"], record
     load_before = record["load_average"]["before"]
@@ -155,7 +159,7 @@ def write_markdown(out: Path, record: dict, cfg) -> None:
     for name, r in rows.items():
         lines.append(f"| {name} | {r['family']} | {r['kind']} | {r['train_s']} | {r['save_s']} | {r['load_s']} | "
                      f"{r['artifact_mb']} | {r['expand_p50_ms']} | {r['expand_p99_ms']} | {'yes' if r['within_timeout'] else 'NO'} | "
-                     f"{' '.join(r.get('overrides', [])) or '—'} | {r.get('load_average', '—')} |")
+                     f"{' '.join(r.get('overrides', [])) or '—'} | {_load(r.get('load_average'))} |")
     out.write_text("\n".join(lines) + "\n")
 
 
