@@ -144,7 +144,9 @@ def case_train(run_dir: Path, epochs: int) -> dict[str, Any]:
         history = trained.metrics.get(stage) or {}
         seconds = history.get("epoch_seconds") or []
         per_epoch[stage] = {"epochs": len(seconds), "s_per_epoch": round(float(np.mean(seconds)), 2) if seconds else None}
-    return {"model": trained.model_name, "train_s": round(wall, 1), "per_epoch": per_epoch, "users": int(trained.n_users)}
+    summary = trained.summary()  # TrainedModel or stages.train.TrainedRun: both say what was trained
+    return {"model": summary.get("model_name"), "train_s": round(wall, 1), "per_epoch": per_epoch,
+            "users": int(summary.get("n_users") or summary.get("users") or 0)}
 
 
 def case_batch(users: int, campaigns: int, backend: str, work: Path) -> dict[str, Any]:
@@ -235,7 +237,7 @@ def plot(fitted: dict[str, dict[str, Any]], out_dir: Path) -> list[str]:
         path = out_dir / f"scaling_{kind}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        written.append(str(path.relative_to(REPO)))
+        written.append(str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path))
     return written
 
 
@@ -288,6 +290,10 @@ def orchestrate(args: argparse.Namespace) -> None:
     cases: list[dict[str, Any]] = []
     if Path(args.json).is_file() and args.resume:
         cases = json.loads(Path(args.json).read_text())["cases"]
+    for extra in args.merge or []:  # cases another run of this script recorded (its --json)
+        merged = json.loads(Path(extra).read_text())["cases"]
+        keys = {(c["kind"], c["backend"], c["size"]) for c in merged}
+        cases = [c for c in cases if (c["kind"], c["backend"], c["size"]) not in keys] + merged
     done = {(c["kind"], c["backend"], c["size"]) for c in cases if c.get("ok")}
 
     def record(kind: str, backend: str, size: int, case_args: list[str], limit: float) -> dict[str, Any]:
@@ -356,6 +362,7 @@ def main() -> None:
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "scaling.json"))
     parser.add_argument("--resume", action="store_true", help="keep the successful cases of an earlier --json")
     parser.add_argument("--note", action="append", help="a line for the record's notes")
+    parser.add_argument("--merge", action="append", help="the --json of another run whose cases to include")
     args = parser.parse_args()
     if args.case == "prepare":
         result = case_prepare(Path(args.raw), Path(args.run_dir), args.backend)
