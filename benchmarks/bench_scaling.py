@@ -205,8 +205,17 @@ def curves(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         curve["wall_s"].append(case["wall_s"])
         curve["peak_mb"].append(case["peak_mb"])
     for curve in out.values():
+        order = np.argsort(curve["sizes"])
+        for name in ("sizes", "wall_s", "peak_mb"):
+            curve[name] = [curve[name][i] for i in order]
         curve["wall_exponent"] = exponent(curve["sizes"], curve["wall_s"])
         curve["peak_exponent"] = exponent(curve["sizes"], curve["peak_mb"])
+        # What one more unit costs between the two largest sizes: the fixed costs (imports, Spark start-up,
+        # per-job overhead) that flatten the exponent at small sizes cancel out of it.
+        if len(curve["sizes"]) >= 2:
+            (s0, s1), (w0, w1), (m0, m1) = curve["sizes"][-2:], curve["wall_s"][-2:], curve["peak_mb"][-2:]
+            curve["marginal_ms_per_1k"] = round(1e6 * (w1 - w0) / (s1 - s0), 2)
+            curve["marginal_mb_per_1k"] = round(1e3 * (m1 - m0) / (s1 - s0), 3)
     return out
 
 
@@ -255,15 +264,19 @@ def write_markdown(record: dict[str, Any], path: Path) -> None:
         "| case | backend | size | wall s | peak MB | load mean / max | details |",
         "|---|---|---:|---:|---:|---|---|",
     ]
-    for case in record["cases"]:
+    for case in sorted(record["cases"], key=lambda c: (c["kind"], c["backend"], c["size"])):
         detail = case.get("why") if not case.get("ok") else _detail(case)
         load = case.get("load", {})
         lines.append(f"| {case['kind']} | {case['backend']} | {case['size']:,} | {case['wall_s']} | {case['peak_mb']} | "
                      f"{load.get('mean')} / {load.get('max')} | {detail} |")
-    lines += ["", "## Fitted exponents", "", "| curve | sizes | wall exponent | peak exponent |", "|---|---|---:|---:|"]
+    lines += ["", "## Fitted exponents", "",
+              "Marginal = the cost of 1,000 more reviews (users, for batch) between the two largest sizes, where "
+              "the fixed start-up and per-job costs that flatten the exponents at small sizes cancel out.", "",
+              "| curve | sizes | wall exponent | peak exponent | marginal wall ms / 1k | marginal peak MB / 1k |",
+              "|---|---|---:|---:|---:|---:|"]
     for key, curve in sorted(record["curves"].items()):
         lines.append(f"| {key} | {', '.join(f'{s:,}' for s in curve['sizes'])} | {curve['wall_exponent']} | "
-                     f"{curve['peak_exponent']} |")
+                     f"{curve['peak_exponent']} | {curve.get('marginal_ms_per_1k')} | {curve.get('marginal_mb_per_1k')} |")
     lines += ["", "Plots: " + ", ".join(f"`{p}`" for p in record["plots"]), ""]
     if record.get("notes"):
         lines += ["## Notes", "", *[f"- {note}" for note in record["notes"]], ""]
