@@ -127,7 +127,9 @@ def write_record(name: str, dataset: str, record: dict) -> tuple[Path, Path]:
         "Script: `benchmarks/bench_train.py` (the training stages' path: run-directory data, the graph",
         "stage's triples, `fit_pm`, `fit_glm`; no model written). Default config unless the command says",
         "otherwise. `seconds_per_epoch` is the mean training time of an epoch (validation excluded);",
-        "`wall_s` is everything, data loading and per-epoch validation included.",
+        "`wall_s` is everything, data loading and per-epoch validation included. Wall and s/epoch stretch",
+        "with the shared machine's load (each record's machine line); `CPU s` is the process's CPU time",
+        "(imports included) at one torch thread: about the wall the same run takes on one idle core.",
         "",
         "| record | date | commit | wall s | CPU s | peak RSS MB | PM batch | PM s/epoch | GLM s/epoch |"
         " PM epochs (best) | GLM epochs (best) | PM wall s | GLM wall s |",

@@ -22,8 +22,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="+")
     parser.add_argument("--scratch", type=Path, required=True)
-    parser.add_argument("--runs", type=int, required=True)
-    parser.add_argument("--tasks", type=int, required=True)
+    parser.add_argument("--runs", type=int, required=True, help="for the command line recorded")
+    parser.add_argument("--tasks", type=int, required=True, help="for the command line recorded")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from quality_record import record  # the recorded figures' own summariser, so both sides read alike
@@ -37,13 +37,16 @@ def main() -> None:
             recorded = json.loads((RESULTS / f"quality_{name}_{protocol}.json").read_text())["models"][MODEL]
             eval_dir = args.scratch / name / "evaluate"
             path = eval_dir / "results.json" if protocol == "sampled" else eval_dir / f"candidates-{protocol}" / "results.json"
-            now = record(json.loads(path.read_text()), command="")["models"][MODEL]
+            summary = record(json.loads(path.read_text()), command="")
+            now = summary["models"][MODEL]
             noise = math.hypot(recorded["pr_auc_std"], now["pr_auc_std"])
             delta = now["pr_auc"] - recorded["pr_auc"]
             rows.append(
                 {
                     "dataset": name,
                     "protocol": protocol,
+                    "runs": summary["runs"],
+                    "tasks": summary["tasks"],
                     "recorded_pr_auc": recorded["pr_auc"],
                     "recorded_std": recorded["pr_auc_std"],
                     "now_pr_auc": now["pr_auc"],
@@ -59,8 +62,6 @@ def main() -> None:
     load = os.getloadavg()
     payload = {
         "model": MODEL,
-        "runs": args.runs,
-        "tasks": args.tasks,
         "rows": rows,
         "command": f"RUNS={args.runs} TASKS={args.tasks} bash benchmarks/train_speed_quality.sh {' '.join(args.datasets)}",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -79,12 +80,13 @@ def main() -> None:
         f"- machine: {payload['machine']}",
         f"- date: {payload['date']}",
         "",
-        "| dataset | protocol | recorded PR-AUC | now PR-AUC | Δ | combined std | within noise | s per fit (recorded → now) |",
-        "|---|---|---:|---:|---:|---:|---|---|",
+        "| dataset | protocol | runs × tasks now | recorded PR-AUC | now PR-AUC | Δ | combined std | within noise |"
+        " s per fit (recorded → now) |",
+        "|---|---|---|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['dataset']} | {r['protocol']} | {r['recorded_pr_auc']:.3f} ± {r['recorded_std']:.3f} | "
+            f"| {r['dataset']} | {r['protocol']} | {r['runs']} × {r['tasks']} | {r['recorded_pr_auc']:.3f} ± {r['recorded_std']:.3f} | "
             f"{r['now_pr_auc']:.3f} ± {r['now_std']:.3f} | {r['delta']:+.3f} | {r['combined_std']:.3f} | "
             f"{'yes' if r['within_noise'] else 'NO'} | {r['recorded_seconds_per_fit']:.0f} → {r['now_seconds_per_fit']:.0f} |"
         )
