@@ -1,7 +1,7 @@
 """Recorded vs now for ``glom-seedset`` PR-AUC (``benchmarks/train_speed_quality.sh`` runs the evaluations).
 
 "Within noise" here: the difference of the two means is inside the combined standard deviation of the two
-5-run figures (sqrt(std_recorded^2 + std_now^2)); each row says whether it is.
+figures (sqrt(std_recorded^2 + std_now^2), std over each side's runs); each row says whether it is.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, required=True)
     parser.add_argument("--runs", type=int, required=True, help="for the command line recorded")
     parser.add_argument("--tasks", type=int, required=True, help="for the command line recorded")
+    parser.add_argument("--command", help="the command(s) that ran the evaluations, when not one invocation")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from quality_record import record  # the recorded figures' own summariser, so both sides read alike
@@ -63,7 +64,8 @@ def main() -> None:
     payload = {
         "model": MODEL,
         "rows": rows,
-        "command": f"RUNS={args.runs} TASKS={args.tasks} bash benchmarks/train_speed_quality.sh {' '.join(args.datasets)}",
+        "command": args.command
+        or f"RUNS={args.runs} TASKS={args.tasks} bash benchmarks/train_speed_quality.sh {' '.join(args.datasets)}",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": f"{os.cpu_count()} CPU cores shared with other engineers' jobs; load average at the end "
         f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}",
@@ -74,7 +76,9 @@ def main() -> None:
         "",
         "Each dataset's evaluation reruns the recorded quality run's training settings (see",
         "`benchmarks/train_speed_quality.sh`) with the current code, same tasks, splits and seeds.",
-        "Within noise = |now − recorded| ≤ √(std_recorded² + std_now²) (5-run standard deviations).",
+        "Within noise = |now − recorded| ≤ √(std_recorded² + std_now²) (standard deviations over each side's runs).",
+        "s per fit is wall time under each side's machine load (this check's load is on the machine line), not a",
+        "speed comparison: `train_<dataset>.md` holds that.",
         "",
         f"- command: `{payload['command']}`",
         f"- machine: {payload['machine']}",
