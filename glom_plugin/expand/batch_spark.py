@@ -1,7 +1,8 @@
 """`glom expand-batch` as a Spark job (``--set backend=spark``): campaigns × user-embedding partitions.
 
-The trained model's ``users.parquet`` (hashed id, float32 embedding, in model row order) is read by
-Spark and range-partitioned on its row index. Each task scores its block of users against every
+The run's trained model is the local stage's (``train.model``, ``models/saved.py``); its retrieval vectors
+(what the local stage scores) are staged once as Parquet, read by Spark and range-partitioned on the row
+index. Each task scores its block of users against every
 campaign of a chunk with the same arithmetic as ``expand/batch.py`` (unit rows times the chunk's query
 matrix, the aggregation's reduction, seeds masked, the ``T − RESCORE_SLACK`` floor) and keeps, per
 campaign, its block's best ``k + SEARCH_MARGIN`` (ties: lower row) with their exact scores
@@ -17,6 +18,8 @@ matrix is never collected. The driver holds the merged short lists: campaigns ×
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,13 +48,16 @@ from glom_plugin.expand.batch_stage import (
     CampaignSpec,
     SortedIds,
     _resolve,
+    per_campaign_tables,
     ranking_table,
     read_campaigns,
 )
 from glom_plugin.expand.expander import RESCORE_SLACK, SEARCH_MARGIN, select_ranked
 from glom_plugin.expand.topk import top_k_order
 from glom_plugin.layout import RunLayout
-from glom_plugin.models.artifact import USERS_FILE, TrainedModel
+from glom_plugin.models.artifact import TrainedModel
+from glom_plugin.models.base import EmbeddingLookalikeModel
+from glom_plugin.models.saved import load_model, trained_model_dir
 
 CANDIDATE_DDL = "campaign int, row long, fast float, exact float"
 ROWS_PER_PARTITION = 1 << 16  # users per Spark task (the unit of the campaigns × users grid)
@@ -154,30 +160,51 @@ def rank_campaigns_spark(
 def run_expand_batch_spark(
     cfg: GlomConfig, layout: RunLayout, campaigns_path: Path, out_path: Path, progress: bool = True
 ) -> BatchSummary:
-    """``batch_stage.run_expand_batch_stage`` on Spark: same arguments, output Parquet and summary."""
+    """``batch_stage.run_expand_batch_stage`` on Spark: same arguments, model, output Parquet and summary.
+    Embedding models are scored as the Spark job; a per-campaign model (no shared matrix product to split)
+    runs each campaign through its own ``expand``, as the local stage does."""
     from glom_plugin.storage import atomic_path, write_json
 
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".parquet":
         raise ValueError(f"{out_path}: batch output must end in .parquet")
     specs = read_campaigns(campaigns_path)
-    model = TrainedModel.load(layout.glm_dir)
+    fitted = load_model(trained_model_dir(cfg, layout))
     summary = BatchSummary()
-    groups = _resolve_groups(model, specs, cfg, summary)
+    if isinstance(fitted, EmbeddingLookalikeModel):
+        tables = _spark_tables(fitted.as_trained(), specs, cfg, summary, out_path.parent)
+    else:
+        tables = per_campaign_tables(fitted, specs, cfg.expand, summary)
     with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, OUTPUT_SCHEMA) as writer:
         pending: list[pa.Table] = []
-        for aggregation, group in groups.items():
-            for ranking in rank_campaigns_spark(layout.glm_dir / USERS_FILE, model.user_embeddings, group, aggregation):
-                pending.append(ranking_table(ranking, model.user_ids))
-                summary.scored += 1
-                summary.lookalikes += len(ranking.rows)
-                if sum(len(t) for t in pending) >= ROW_GROUP_ROWS:
-                    writer.write_table(pa.concat_tables(pending))
-                    pending = []
+        for table in tables:
+            pending.append(table)
+            summary.scored += 1
+            summary.lookalikes += len(table)
+            if sum(len(t) for t in pending) >= ROW_GROUP_ROWS:
+                writer.write_table(pa.concat_tables(pending))
+                pending = []
         if pending or summary.scored == 0:
             writer.write_table(pa.concat_tables(pending) if pending else OUTPUT_SCHEMA.empty_table())
     write_json(summary.__dict__, out_path.with_name(out_path.name + ".summary.json"))
     return summary
+
+
+def _spark_tables(
+    model: TrainedModel, specs: list[CampaignSpec], cfg: GlomConfig, summary: BatchSummary, scratch: Path
+) -> Iterator[pa.Table]:
+    """The retrieval vectors the local stage scores, staged once as Parquet (row groups of
+    ``ROWS_PER_PARTITION`` users) for the Spark job; each campaign's ranking as an output table."""
+    groups = _resolve_groups(model, specs, cfg, summary)
+    with tempfile.TemporaryDirectory(prefix=f".expand-batch-{os.getpid()}-", dir=scratch) as tmp:
+        path = Path(tmp) / "embeddings.parquet"
+        dim = model.user_embeddings.shape[1]
+        flat = pa.array(np.ascontiguousarray(model.user_embeddings).reshape(-1), type=pa.float32())
+        pq.write_table(pa.table({"embedding": pa.FixedSizeListArray.from_arrays(flat, dim)}), path,
+                       row_group_size=ROWS_PER_PARTITION)
+        for aggregation, group in groups.items():
+            for ranking in rank_campaigns_spark(path, model.user_embeddings, group, aggregation):
+                yield ranking_table(ranking, model.user_ids)
 
 
 def _resolve_groups(
