@@ -178,9 +178,9 @@ class ExpansionEngine:
             raise InvalidRequest(f"k={request.k} is outside 1..serving.max_k={limits.max_k}")
 
     def _expand_config(self, request: ExpandRequest) -> tuple[Any, int]:
-        # the model's own expansion settings (aggregation, centring: what its evaluation scored), with the
-        # request's overrides; the deployment's limits stay the service config's
-        base = self.model.config.expand
+        # the model's own scoring settings (aggregation, centring, T: what its evaluation scored) with the
+        # deployment's default k (the service config's expand.top_k), then the request's overrides
+        base = self.model.config.expand.model_copy(update={"top_k": self.cfg.expand.top_k})
         update: dict[str, Any] = {}
         if request.aggregation is not None and request.aggregation != base.aggregation:
             update["aggregation"] = request.aggregation
