@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glom_plugin.config import GlomConfig
-from glom_plugin.data.hashing import looks_hashed
 from glom_plugin.expand.aggregation import AGGREGATIONS, SeedSet, exact_similarity
 from glom_plugin.expand.batch import (
     STATE_ENTRIES,
@@ -42,15 +41,13 @@ from glom_plugin.expand.batch import (
     campaign_chunks,
 )
 from glom_plugin.expand.batch_stage import (
-    OUTPUT_SCHEMA,
-    ROW_GROUP_ROWS,
     BatchSummary,
     CampaignSpec,
-    SortedIds,
-    _resolve,
     per_campaign_tables,
     ranking_table,
     read_campaigns,
+    resolve_groups,
+    write_batch_output,
 )
 from glom_plugin.expand.expander import RESCORE_SLACK, SEARCH_MARGIN, select_ranked
 from glom_plugin.expand.topk import top_k_order
@@ -163,7 +160,6 @@ def run_expand_batch_spark(
     """``batch_stage.run_expand_batch_stage`` on Spark: same arguments, model, output Parquet and summary.
     Embedding models are scored as the Spark job; a per-campaign model (no shared matrix product to split)
     runs each campaign through its own ``expand``, as the local stage does."""
-    from glom_plugin.storage import atomic_path, write_json
 
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".parquet":
@@ -175,19 +171,7 @@ def run_expand_batch_spark(
         tables = _spark_tables(fitted.as_trained(), specs, cfg, summary, out_path.parent)
     else:
         tables = per_campaign_tables(fitted, specs, cfg.expand, summary)
-    with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, OUTPUT_SCHEMA) as writer:
-        pending: list[pa.Table] = []
-        for table in tables:
-            pending.append(table)
-            summary.scored += 1
-            summary.lookalikes += len(table)
-            if sum(len(t) for t in pending) >= ROW_GROUP_ROWS:
-                writer.write_table(pa.concat_tables(pending))
-                pending = []
-        if pending or summary.scored == 0:
-            writer.write_table(pa.concat_tables(pending) if pending else OUTPUT_SCHEMA.empty_table())
-    write_json(summary.__dict__, out_path.with_name(out_path.name + ".summary.json"))
-    return summary
+    return write_batch_output(tables, out_path, summary)
 
 
 def _spark_tables(
@@ -195,7 +179,7 @@ def _spark_tables(
 ) -> Iterator[pa.Table]:
     """The retrieval vectors the local stage scores, staged once as Parquet (row groups of
     ``ROWS_PER_PARTITION`` users) for the Spark job; each campaign's ranking as an output table."""
-    groups = _resolve_groups(model, specs, cfg, summary)
+    groups = resolve_groups(model, specs, cfg.expand, summary)
     with tempfile.TemporaryDirectory(prefix=f".expand-batch-{os.getpid()}-", dir=scratch) as tmp:
         path = Path(tmp) / "embeddings.parquet"
         dim = model.user_embeddings.shape[1]
@@ -205,25 +189,3 @@ def _spark_tables(
         for aggregation, group in groups.items():
             for ranking in rank_campaigns_spark(path, model.user_embeddings, group, aggregation):
                 yield ranking_table(ranking, model.user_ids)
-
-
-def _resolve_groups(
-    model: TrainedModel, specs: list[CampaignSpec], cfg: GlomConfig, summary: BatchSummary
-) -> dict[str, list[BatchCampaign]]:
-    """Campaigns resolved to seed rows and grouped by aggregation, in input order, with unknown seeds,
-    warnings and errors recorded as ``batch_stage.rank_specs`` records them."""
-    ids = SortedIds(model.user_ids)
-    groups: dict[str, list[BatchCampaign]] = {}
-    for spec in specs:
-        summary.campaigns += 1
-        try:
-            campaign, unknown, warning = _resolve(spec, ids, model, cfg.expand)
-        except ValueError as err:
-            summary.errors[spec.name] = str(err)
-            continue
-        if unknown:
-            summary.unknown_seeds[spec.name] = {"n": len(unknown), "hashed": [s for s in unknown if looks_hashed(s)]}
-        if warning:
-            summary.warnings[spec.name] = warning
-        groups.setdefault(spec.aggregation or cfg.expand.aggregation, []).append(campaign)
-    return groups

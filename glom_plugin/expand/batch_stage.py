@@ -13,7 +13,7 @@ reported in the summary (``<out>.summary.json``), not fatal; so is one with fewe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +64,13 @@ class BatchSummary:
     unknown_seeds: dict[str, dict] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)
+
+    def note_seeds(self, campaign: str, unknown: list[str], warning: str | None) -> None:
+        """A scored campaign's unknown seeds (count, and only the hashed-looking ones) and k-anonymity warning."""
+        if unknown:
+            self.unknown_seeds[campaign] = {"n": len(unknown), "hashed": [s for s in unknown if looks_hashed(s)]}
+        if warning:
+            self.warnings[campaign] = warning
 
 
 def read_campaigns(path: str | Path) -> list[CampaignSpec]:
@@ -159,10 +166,11 @@ def _resolve(
     return BatchCampaign(spec.name, seed_rows, int(spec.k or cfg.top_k), threshold), unknown, warning
 
 
-def rank_specs(
-    model: TrainedModel, specs: list[CampaignSpec], cfg: ExpandConfig, summary: BatchSummary, progress: bool = False
-) -> Iterator[BatchRanking]:
-    """Resolve every campaign, then score them by aggregation group (one blocked pass per chunk)."""
+def resolve_groups(
+    model: TrainedModel, specs: list[CampaignSpec], cfg: ExpandConfig, summary: BatchSummary
+) -> dict[str, list[BatchCampaign]]:
+    """Campaigns resolved to seed rows and grouped by aggregation, in input order; unknown seeds, warnings
+    and errors go to ``summary`` (the local and the Spark stage share this)."""
     ids = SortedIds(model.user_ids)
     groups: dict[str, list[BatchCampaign]] = {}
     for spec in specs:
@@ -172,11 +180,16 @@ def rank_specs(
         except ValueError as err:
             summary.errors[spec.name] = str(err)
             continue
-        if unknown:
-            summary.unknown_seeds[spec.name] = {"n": len(unknown), "hashed": [s for s in unknown if looks_hashed(s)]}
-        if warning:
-            summary.warnings[spec.name] = warning
+        summary.note_seeds(spec.name, unknown, warning)
         groups.setdefault(spec.aggregation or cfg.aggregation, []).append(campaign)
+    return groups
+
+
+def rank_specs(
+    model: TrainedModel, specs: list[CampaignSpec], cfg: ExpandConfig, summary: BatchSummary, progress: bool = False
+) -> Iterator[BatchRanking]:
+    """Resolve every campaign, then score them by aggregation group (one blocked pass per chunk)."""
+    groups = resolve_groups(model, specs, cfg, summary)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -200,8 +213,6 @@ def run_expand_batch_stage(
 ) -> BatchSummary:
     """The run's trained model (``train.model``, any family; ``models/glm`` for older runs) + a campaign
     file -> ``out_path`` (Parquet: campaign, rank, user_id, score) and ``<out>.summary.json``."""
-    from glom_plugin.storage import atomic_path, write_json
-
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".parquet":
         raise ValueError(f"{out_path}: batch output must end in .parquet")
@@ -213,6 +224,14 @@ def run_expand_batch_stage(
         tables = (ranking_table(r, model.user_ids) for r in rank_specs(model, specs, cfg.expand, summary, progress=progress))
     else:  # a per-campaign model fits each campaign, as it does online
         tables = per_campaign_tables(fitted, specs, cfg.expand, summary)
+    return write_batch_output(tables, out_path, summary)
+
+
+def write_batch_output(tables: Iterable[pa.Table], out_path: Path, summary: BatchSummary) -> BatchSummary:
+    """Stream the campaigns' tables into one Parquet file (row groups of ~``ROW_GROUP_ROWS``, written then
+    renamed) and ``<out>.summary.json`` beside it; counts go to ``summary``."""
+    from glom_plugin.storage import atomic_path, write_json
+
     with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, OUTPUT_SCHEMA) as writer:
         pending: list[pa.Table] = []
         for table in tables:
@@ -245,30 +264,23 @@ def per_campaign_tables(
         except ValueError as err:
             summary.errors[spec.name] = str(err)
             continue
-        if unknown:
-            summary.unknown_seeds[spec.name] = {"n": len(unknown), "hashed": [s for s in unknown if looks_hashed(s)]}
-        if warning:
-            summary.warnings[spec.name] = warning
-        n = len(result.rows)
-        yield pa.table(
-            {
-                "campaign": pa.array([spec.name] * n, pa.string()),
-                "rank": pa.array(np.arange(1, n + 1, dtype=np.int32)),
-                "user_id": pa.array(result.user_ids.tolist(), pa.string()),
-                "score": pa.array(result.scores.astype(np.float32)),
-            },
-            schema=OUTPUT_SCHEMA,
-        )
+        summary.note_seeds(spec.name, unknown, warning)
+        yield lookalike_table(spec.name, result.user_ids, result.scores)
 
 
 def ranking_table(ranking: BatchRanking, user_ids: np.ndarray) -> pa.Table:
-    n = len(ranking.rows)
+    return lookalike_table(ranking.campaign.name, user_ids[ranking.rows], ranking.scores)
+
+
+def lookalike_table(campaign: str, user_ids: np.ndarray, scores: np.ndarray) -> pa.Table:
+    """One campaign's ranked lookalikes (best first) in the output schema."""
+    n = len(user_ids)
     return pa.table(
         {
-            "campaign": pa.array([ranking.campaign.name] * n, pa.string()),
+            "campaign": pa.array([campaign] * n, pa.string()),
             "rank": pa.array(np.arange(1, n + 1, dtype=np.int32)),
-            "user_id": pa.array(user_ids[ranking.rows].tolist(), pa.string()),
-            "score": pa.array(ranking.scores.astype(np.float32)),
+            "user_id": pa.array(np.asarray(user_ids).tolist(), pa.string()),
+            "score": pa.array(np.asarray(scores).astype(np.float32)),
         },
         schema=OUTPUT_SCHEMA,
     )
