@@ -42,6 +42,7 @@ K = 25
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """Every family fitted on one planted graph, saved, logged and registered as a version of one model."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("face")
     cfg = GlomConfig(run_dir=str(root / "run")).with_overrides(**FAST, **{
@@ -60,6 +61,7 @@ def registry(tmp_path_factory):
             tags={reg.MODEL_FAMILY_TAG: type(model).__name__, reg.MODEL_KIND_TAG: model.kind},
         )
         models[name], versions[name] = model, registered.version
+    torch.set_num_threads(threads)  # the fits are done; later tests of the session keep their threads
     return root, cfg, data, models, versions
 
 
