@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HEADLINE = "after"  # the record of the default config, after the speed work
+HEADLINE = "idle"  # the default config on the otherwise idle 2-core machine: the condition issue 13 names
 
 
 def machine() -> str:
@@ -39,7 +39,7 @@ def machine() -> str:
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
         f"{os.cpu_count()} CPU cores, {mem_gb:.0f} GiB RAM, {platform.machine()}, no GPU used; "
-        f"load average at start {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f} (cores shared with other work)"
+        f"load average at start {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f} (above {os.cpu_count()}: other work shared the cores)"
     )
 
 
@@ -132,7 +132,9 @@ def write_record(name: str, dataset: str, record: dict) -> tuple[Path, Path]:
         "otherwise. `seconds_per_epoch` is the mean training time of an epoch (validation excluded);",
         "`wall_s` is everything, data loading and per-epoch validation included. Wall and s/epoch stretch",
         "with the shared machine's load (each record's machine line); `CPU s` is the process's CPU time",
-        "(imports included) at one torch thread: about the wall the same run takes on one idle core.",
+        "(imports included, every thread; at one torch thread about the wall the same run takes on one idle",
+        "core). The top-level fields of the JSON are the `idle` record: the default config, torch at its",
+        "default threads, nothing else running.",
         "",
         "| record | date | commit | wall s | CPU s | peak RSS MB | PM batch | PM s/epoch | GLM s/epoch |"
         " PM epochs (best) | GLM epochs (best) | PM wall s | GLM wall s |",
