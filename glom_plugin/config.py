@@ -382,6 +382,9 @@ class ServingConfig(_Section):
     threads: int = Field(1, ge=1)  # BentoML request threads per worker
     search_threads: int = Field(1, ge=1)  # faiss (OpenMP) threads per worker
     access_log: bool = False  # a log line per request: CPU a 1 ms request cannot spare on 2 cores
+    # BentoML's Prometheus request metrics (/metrics). On by default: operators scrape them. Off, each
+    # request skips the metrics middleware (benchmarks/results/serving.md measures both).
+    metrics: bool = True
     # The front door (serving/guard.py): API keys come from this environment variable (comma-separated;
     # unset or empty = no auth), never from a file; bodies over max_body_bytes get 413; a request still
     # running after request_timeout_s gets 504.

@@ -143,6 +143,13 @@ class ExpansionEngine:
     def index_kind(self) -> str:
         return self.index.kind if self.index is not None else "campaign-model"
 
+    @property
+    def answers_inline(self) -> bool:
+        """True when a request is one index search (~1 ms of CPU): the service then answers it on the event
+        loop, without the hop to a worker thread that costs as much again; a per-campaign model fits a
+        classifier per request (0.01-5 s, benchmarks/results/model_face.md) and runs in a thread."""
+        return self.index is not None
+
     @classmethod
     def from_uri(cls, uri: str, cfg: GlomConfig) -> ExpansionEngine:
         """``models:/NAME@alias`` / ``models:/NAME/N`` from the MLflow registry, ``bentoml:NAME:VERSION``

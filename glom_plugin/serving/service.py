@@ -34,6 +34,8 @@ from typing import Annotated
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+import anyio  # noqa: E402
+import anyio.to_thread  # noqa: E402
 import bentoml  # noqa: E402
 from bentoml.exceptions import BentoMLException  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
@@ -85,15 +87,24 @@ def strict_input(func: Callable[..., object]) -> type[bentoml.IODescriptor]:
     workers=LIMITS.workers,
     threads=LIMITS.threads,
     logging={"access": {"enabled": LIMITS.access_log}},
+    metrics={"enabled": LIMITS.metrics},
 )
 class LookalikeService:
     def __init__(self) -> None:
         resolve_salt(CONFIG.data.id_salt_env, required=True)
         self.engine = ExpansionEngine.from_uri(resolve_model_uri(CONFIG), CONFIG)
+        self._limiter: anyio.CapacityLimiter | None = None
 
-    def _below_min_seeds(self, seed_ids: list[str]) -> str | None:
+    def _fit_limiter(self) -> anyio.CapacityLimiter:
+        """At most serving.threads per-campaign fits at once in this worker (made on the event loop)."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(LIMITS.threads)
+        return self._limiter
+
+    @staticmethod
+    def _below_min_seeds(engine: ExpansionEngine, seed_ids: list[str]) -> str | None:
         """The refusal when a campaign has fewer known seeds than expand.min_seeds (k-anonymity)."""
-        index = self.engine.model.user_index()
+        index = engine.model.user_index()
         known = len({s for s in seed_ids if s in index})
         if known == 0:
             return None  # the engine's own error says so and points to `glom hash-ids`
@@ -103,7 +114,7 @@ class LookalikeService:
             return str(err)
         return None
 
-    def expand(
+    async def expand(
         self,
         seed_ids: Annotated[
             list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1, max_length=LIMITS.max_seeds)
@@ -125,13 +136,18 @@ class LookalikeService:
             explain=explain,
             campaign=campaign,
         )
-        refusal = self._below_min_seeds(seed_ids)
+        engine = self.engine  # a /reload swaps self.engine; this request finishes on the one it started on
+        refusal = self._below_min_seeds(engine, seed_ids)
         if refusal:
             raise BadRequest(refusal)
         try:
-            return _redacted(self.engine.expand(request))
+            if engine.answers_inline:  # one index search: cheaper on the event loop than a thread hop
+                answer = engine.expand(request)
+            else:  # a per-campaign fit: keep the event loop (health checks, other routes) free meanwhile
+                answer = await anyio.to_thread.run_sync(engine.expand, request, limiter=self._fit_limiter())
         except InvalidRequest as err:
             raise BadRequest(str(err)) from err
+        return _redacted(answer)
 
     expand = bentoml.api(input_spec=strict_input(expand))(expand)
 
@@ -140,18 +156,20 @@ class LookalikeService:
         self, campaigns: Annotated[list[CampaignRequest], Field(min_length=1, max_length=LIMITS.max_campaigns_per_batch)]
     ) -> list[ExpandResponse]:
         """Many campaigns in one call; one answer per campaign, in order."""
-        refusals = [self._below_min_seeds(c.seed_ids) for c in campaigns]
+        engine = self.engine
+        refusals = [self._below_min_seeds(engine, c.seed_ids) for c in campaigns]
         kept = [c for c, refusal in zip(campaigns, refusals, strict=True) if refusal is None]
-        answers = iter([_redacted(a) for a in self.engine.expand_many(kept)] if kept else [])
+        answers = iter([_redacted(a) for a in engine.expand_many(kept)] if kept else [])
         return [next(answers) if refusal is None else ExpandResponse(campaign=c.campaign, error=refusal)
                 for c, refusal in zip(campaigns, refusals, strict=True)]
 
+    # Answered on the event loop: a few fields, no thread hop.
     @bentoml.api
-    def health(self) -> HealthResponse:
+    async def health(self) -> HealthResponse:
         return self.engine.health()
 
     @bentoml.api
-    def model_info(self) -> ModelInfo:
+    async def model_info(self) -> ModelInfo:
         return self.engine.info()
 
     @bentoml.api
