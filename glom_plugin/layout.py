@@ -46,6 +46,12 @@ class RunLayout:
         return self.ingest_dir / "users.parquet"
 
     @property
+    def outside_interactions(self) -> Path:
+        """Valid rows the minimum-interactions filter removed whose item it kept: the interactions of
+        users outside the trained graph, which models score by fold-in (``LookalikeData.outside_edges``)."""
+        return self.ingest_dir / "outside_interactions.parquet"
+
+    @property
     def rejects(self) -> Path:
         return self.ingest_dir / "rejects.jsonl"
 

@@ -84,6 +84,9 @@ class IngestReport:
     filtered_interactions: int = 0
     filtered_users: int = 0
     filtered_items: int = 0
+    # rows of filtered users with kept items (outside_interactions.parquet) and their distinct users
+    outside_interactions: int = 0
+    outside_users: int = 0
     n_interactions: int = 0
     n_users: int = 0
     n_items: int = 0
@@ -102,7 +105,8 @@ class IngestReport:
             f"rejected {self.rows_rejected:,} ({self.reject_ratio:.2%}; {reasons}); duplicates {self.duplicates:,}; "
             f"accepted {self.rows_accepted:,} ({self.users_before_filter:,} users, {self.items_before_filter:,} items); "
             f"k-core (user>={self.min_user_interactions}, item>={self.min_item_interactions}, {self.kcore_rounds} rounds) "
-            f"removed {self.filtered_interactions:,} interactions, {self.filtered_users:,} users, {self.filtered_items:,} items; "
+            f"removed {self.filtered_interactions:,} interactions, {self.filtered_users:,} users, {self.filtered_items:,} items "
+            f"({self.outside_users:,} of those users kept outside the graph with {self.outside_interactions:,} interactions); "
             f"kept {self.n_interactions:,} interactions, {self.n_users:,} users, {self.n_items:,} items "
             f"({self.n_items_with_metadata:,} with metadata), {self.share_with_text:.1%} with text; "
             f"rating scale [{self.rating_min:g}, {self.rating_max:g}]; {self.elapsed_s:.1f}s"
@@ -356,20 +360,33 @@ def kcore(
 
 
 def final_pass(all_rows: Path, keep_users: pa.Array, keep_items: pa.Array, stage: Path, report: IngestReport) -> None:
+    """``interactions.parquet`` (rows of kept users and items) and ``users.parquet``; beside them
+    ``outside_interactions.parquet``: rows of users the filter dropped with items it kept, so models can
+    still score those users from their items without training on them (file order, as interactions)."""
     n_inter: Counter[str] = Counter()
     n_text: Counter[str] = Counter()
-    with pq.ParquetWriter(stage / "interactions.parquet", INTERACTIONS_SCHEMA) as writer:
+    outside_users: set[str] = set()
+    report.outside_interactions = 0
+    with pq.ParquetWriter(stage / "interactions.parquet", INTERACTIONS_SCHEMA) as writer, \
+            pq.ParquetWriter(stage / "outside_interactions.parquet", INTERACTIONS_SCHEMA) as outside:
         # Large batches: pc.is_in builds its hash table of the kept ids (millions) on every call.
         for batch in pq.ParquetFile(all_rows).iter_batches(batch_size=FINAL_PASS_BATCH_ROWS):
             table = pa.Table.from_batches([batch]).cast(INTERACTIONS_SCHEMA)
-            mask = pc.and_(_is_in(table["user_id"], keep_users), _is_in(table["item_id"], keep_items))
-            table = table.filter(mask)
+            kept_user = _is_in(table["user_id"], keep_users)
+            kept_item = _is_in(table["item_id"], keep_items)
+            dropped_user = table.filter(pc.and_(pc.invert(kept_user), kept_item))
+            if dropped_user.num_rows:
+                outside.write_table(dropped_user)
+                report.outside_interactions += dropped_user.num_rows
+                outside_users.update(dropped_user["user_id"].to_pylist())
+            table = table.filter(pc.and_(kept_user, kept_item))
             if table.num_rows == 0:
                 continue
             writer.write_table(table)
             _count(n_inter, table["user_id"])
             has_text = pc.and_(pc.is_valid(table["text"]), pc.greater(pc.utf8_length(pc.fill_null(table["text"], "")), 0))
             _count(n_text, pc.filter(table["user_id"], has_text))
+    report.outside_users = len(outside_users)
     report.n_interactions = int(sum(n_inter.values()))
     report.n_users = len(n_inter)
     report.filtered_interactions = report.rows_accepted - report.n_interactions

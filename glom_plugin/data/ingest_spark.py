@@ -152,6 +152,7 @@ def run_ingest_spark(
         "interactions": layout.interactions,
         "items": layout.items,
         "users": layout.users,
+        "outside_interactions": layout.outside_interactions,
         "rejects": layout.rejects,
         "ingest_report": layout.ingest_report,
     }
@@ -191,6 +192,7 @@ def run_ingest_spark(
             final = _kcore(kept, cfg, report)
         with meter.section("final_pass"):
             _write_outputs(final, stage, report)
+            _write_outside(kept, final, stage, report)
         with meter.section("items"):
             keep_items = pa.array(sorted(r[0] for r in final.select("item_id").distinct().collect()), pa.string())
             write_items(reader, keep_items, stage / "items.parquet", report)
@@ -202,13 +204,13 @@ def run_ingest_spark(
         report.profile = meter.figures()
         report_path = stage / "ingest_report.json"
         report_path.write_text(json.dumps(asdict(report), indent=2, sort_keys=True))
-        for name in ("interactions", "items", "users"):
+        for name in ("interactions", "items", "users", "outside_interactions"):
             os.replace(stage / f"{name}.parquet", outputs[name])
         rejects.commit()
         os.replace(report_path, layout.ingest_report)
     except IngestError:
         rejects.commit()
-        for name in ("interactions", "items", "users", "ingest_report"):
+        for name in ("interactions", "items", "users", "outside_interactions", "ingest_report"):
             outputs[name].unlink(missing_ok=True)
         raise
     except BaseException:
@@ -308,3 +310,18 @@ def _write_outputs(final: Any, stage: Path, report: IngestReport) -> None:
         F.count(F.lit(1)).alias("n_interactions"), F.sum(has_text).alias("n_with_text")
     )
     write_single_parquet(users, stage / "users.parquet", USERS_SCHEMA, order_by=["user_id"])
+
+
+def _write_outside(kept: Any, final: Any, stage: Path, report: IngestReport) -> None:
+    """``outside_interactions.parquet`` as ``ingest.final_pass`` writes it: accepted rows of users the
+    k-core dropped with items it kept (file/line order)."""
+    from pyspark.sql import functions as F
+
+    outside = kept.join(final.select("user_id").distinct(), "user_id", "left_anti").join(
+        final.select("item_id").distinct(), "item_id", "left_semi"
+    ).persist()
+    sizes = outside.agg(F.count(F.lit(1)), F.countDistinct("user_id")).first()
+    report.outside_interactions, report.outside_users = int(sizes[0]), int(sizes[1])
+    write_single_parquet(outside, stage / "outside_interactions.parquet", INTERACTIONS_SCHEMA,
+                         order_by=["file_idx", "line"])
+    outside.unpersist()

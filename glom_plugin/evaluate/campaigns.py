@@ -19,6 +19,14 @@ among all of them and the metrics are over that whole ranking. Its non-seeds are
 same population without looking at labels (an advertiser cannot know who the hidden audience is), so a
 hidden purchaser can be a training negative, exactly as in production.
 
+Users outside the trained graph (``LookalikeData.outside_user_ids``, rows ``n_users..`` of the scoring
+index: users the minimum-interactions filter dropped) are part of the realistic protocol: their purchases
+of the task item are hidden too (all of them: an advertiser's seed list comes from the users it knows,
+so the split stays the graph users'), they are among the positives, and those with a training row left
+are candidates and may be drawn as non-seeds. A model that cannot score them (``covers_outside``) ranks
+them last, and its coverage says how much of the audience it reached. The sampled protocol keeps its
+definition: graph users only.
+
 Randomness: the task list depends on ``cfg.seed`` only (the same items in every run, as in the paper's
 fixed task set); splits and samples depend on ``(cfg.seed, run, task number)``, so every model of a run
 sees the same campaigns and each run sees different ones.
@@ -128,6 +136,9 @@ class EvalCampaign:
     campaign: Campaign
     labels: np.ndarray
     item_id: str
+    # the task's whole hidden audience: positives among the candidates + those left without a training
+    # row (no model can score them); None = the positives
+    n_audience: int | None = None
 
     @property
     def n_positives(self) -> int:
@@ -140,6 +151,7 @@ class EvalCampaign:
             "n_candidates": len(self.campaign.candidates),
             "n_positives": self.n_positives,
             "n_negatives": len(self.labels) - self.n_positives,
+            "n_audience": self.n_positives if self.n_audience is None else int(self.n_audience),
         }
 
 
@@ -175,6 +187,7 @@ class TaskSample:
             ),
             labels=self.labels,
             item_id=self.split.task.item_id,
+            n_audience=int(self.labels.sum()) + int(self.notes.get("positives_without_training_edges", 0)),
         )
 
 
@@ -187,6 +200,8 @@ def sample_task(
     negative_ratio: int,
     rng: np.random.Generator,
     candidates: str = "sampled",
+    outside_purchasers: np.ndarray | None = None,
+    outside_active: np.ndarray | None = None,
 ) -> TaskSample:
     """Map a split onto the training graph's user indices and draw negatives and non-seeds.
 
@@ -199,7 +214,9 @@ def sample_task(
     than both 1:10 sets need, the pool is shared in proportion and the shortfall is counted in ``notes``
     (``negatives_short``, ``non_seeds_short``). Raises when a task has no usable seed, positive or negative.
 
-    ``candidates="all"``: every active user outside the seed pool is a candidate (``_sample_population``).
+    ``candidates="all"``: every active user outside the seed pool is a candidate (``_sample_population``),
+    and the users outside the graph join them: ``outside_purchasers`` (ids) bought the item and are hidden
+    positives, ``outside_active`` (sorted rows >= n_users) are those with a training row left.
     """
     if negative_ratio < 1:
         raise ValueError("evaluate.negative_ratio must be >= 1")
@@ -221,7 +238,15 @@ def sample_task(
     if len(seed_idx) == 0 or len(pos_idx) == 0:
         raise ValueError(f"task {item_id!r}: no seed or no positive has an edge left in the training graph")
     if candidates == "all":
-        return _sample_population(split, seed_idx, pos_idx, active_users, item_index, negative_ratio, rng, notes)
+        if outside_purchasers is not None and len(outside_purchasers):
+            outside_pos = np.array([user_index[u] for u in outside_purchasers if u in user_index], dtype=np.int64)
+            if outside_active is not None:
+                outside_pos = outside_pos[np.isin(outside_pos, outside_active)]
+            notes["positives_without_training_edges"] += len(outside_purchasers) - len(outside_pos)
+            notes["outside_positives"] = len(outside_pos)
+            pos_idx = np.concatenate([pos_idx, outside_pos])
+        population = active_users if outside_active is None else np.concatenate([active_users, outside_active])
+        return _sample_population(split, seed_idx, pos_idx, population, item_index, negative_ratio, rng, notes)
     pool = np.setdiff1d(active_users, bought, assume_unique=True)
     if len(pool) == 0:
         raise ValueError(f"task {item_id!r}: every user interacted with the item; no negatives to sample")
@@ -294,13 +319,20 @@ def sample_tasks(
     seed: int,
     run: int,
     candidates: str = "sampled",
+    outside_purchasers: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[list[TaskSample], list[dict[str, str]]]:
-    """Samples of every task that can be evaluated in this run, and the tasks that cannot (with why)."""
+    """Samples of every task that can be evaluated in this run, and the tasks that cannot (with why).
+    ``outside_purchasers``: item_id -> ids of users outside the graph who bought it (realistic protocol)."""
     if candidates not in CANDIDATE_MODES:  # a setting error, not a task that cannot be evaluated
         raise ValueError(f"unknown evaluate.candidates {candidates!r}; choose one of {CANDIDATE_MODES}")
-    user_index = {str(u): i for i, u in enumerate(data.user_ids)}
+    outside = candidates == "all"
+    ids = data.all_user_ids if outside else data.user_ids
+    user_index = {str(u): i for i, u in enumerate(ids)}
     item_index = {str(it): i for i, it in enumerate(data.item_ids)}
     active_users = np.unique(data.edges["user_idx"].to_numpy(dtype=np.int64))
+    # every attached outside user has a training row (attach_outside keeps no other)
+    outside_active = data.n_users + np.unique(data.outside_edges["user_idx"].to_numpy(dtype=np.int64)) if outside else None
+    outside_purchasers = outside_purchasers or {}
     samples: list[TaskSample] = []
     skipped: list[dict[str, str]] = []
     for number, split in enumerate(splits):
@@ -315,6 +347,8 @@ def sample_tasks(
                     negative_ratio,
                     np.random.default_rng([seed, run, number, 1]),
                     candidates,
+                    outside_purchasers.get(split.task.item_id) if outside else None,
+                    outside_active,
                 )
             )
         except ValueError as exc:

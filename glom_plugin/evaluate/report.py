@@ -172,8 +172,10 @@ def markdown_table(result: EvaluationResult) -> str:
         "\\* best mean in the column. k = number of positives of the task, so P@k = R@k (R-precision).",
     ]
     lines.append(
-        "coverage = share of each task's hidden audience the models can score (held-out purchasers with a "
-        "training edge left), mean over campaigns; users the ingest filter dropped are outside every table."
+        "coverage = share of each task's hidden audience the model scored, mean over campaigns. Under the "
+        "realistic protocol the audience includes users outside the trained graph (dropped by the "
+        "minimum-interactions filter): models that fold them in from their items score them, the others rank "
+        "them last; purchasers left without any training interaction count against every model."
     )
     if flagged:
         lines.append(

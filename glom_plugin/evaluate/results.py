@@ -56,6 +56,15 @@ class ModelRun:
     def mean_metrics(self) -> dict[str, float]:
         return mean_over_tasks([t.metrics for t in self.tasks])
 
+    def coverage_shares(self) -> list[float]:
+        """Per campaign, the share of the task's hidden audience this model scored (``n_positives_scored``
+        of ``n_audience``: users outside the graph count, and so do those left without a training row)."""
+        return [
+            t.counts["n_positives_scored"] / t.counts["n_audience"]
+            for t in self.tasks
+            if "n_positives_scored" in t.counts and t.counts.get("n_audience", 0) > 0
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -132,7 +141,8 @@ class EvaluationResult:
             for name in RESOURCE_NAMES:
                 mean, std = mean_std(getattr(m, name) for m in ok)
                 row[name] = {"mean": mean, "std": std}
-            row["coverage"] = self.coverage({m.run for m in ok})
+            shares = [share for m in ok for share in m.coverage_shares()]
+            row["coverage"] = float(np.mean(shares)) if shares else self.coverage({m.run for m in ok})
             row["has_threshold"] = any(m.decision_threshold is not None for m in ok)
             row["threshold_source"] = next((m.threshold_source for m in ok if m.threshold_source), None)
             row["failures"] = [
@@ -142,8 +152,9 @@ class EvaluationResult:
         return out
 
     def coverage(self, runs: set[int] | None = None) -> float:
-        """Share of the hidden audience a model can score, mean over campaigns: held-out purchasers left
-        with a training edge (so in the candidates) over all held-out purchasers of the task."""
+        """Share of the hidden audience that is among the candidates, mean over campaigns: held-out
+        purchasers left with a training edge over all held-out purchasers of the task. A model's own
+        coverage (``summary``) is the share it scored, which is this for a model that scores every candidate."""
         shares = [
             c["n_positives"] / (c["n_positives"] + c.get("positives_without_training_edges", 0))
             for record in self.runs

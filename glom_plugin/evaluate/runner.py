@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from glom_plugin.config import GlomConfig
@@ -43,7 +44,12 @@ from glom_plugin.evaluate.campaigns import (
 from glom_plugin.evaluate.metrics import campaign_metrics
 from glom_plugin.evaluate.resources import ResourceMeter, memory_method, release_free_memory
 from glom_plugin.evaluate.results import EvaluationResult, ModelRun, RunRecord, SweepResult, TaskResult
-from glom_plugin.evaluate.training_data import DataBuilder, EvaluationTables, build_training_data
+from glom_plugin.evaluate.training_data import (
+    DataBuilder,
+    EvaluationTables,
+    attach_outside,
+    build_training_data,
+)
 from glom_plugin.expand.calibration import campaign_seed, seed_calibrated_threshold
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.layout import RunLayout
@@ -71,13 +77,22 @@ class ProtocolTasks:
     tables: EvaluationTables
     purchasers: dict[str, np.ndarray]
     tasks: list[Task]
+    # item_id -> users outside the graph who bought it (the realistic protocol's extra hidden audience)
+    outside_purchasers: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def load(cls, cfg: GlomConfig, layout: RunLayout) -> ProtocolTasks:
-        tables = EvaluationTables.load(layout)
+        return cls.of(cfg, EvaluationTables.load(layout))
+
+    @classmethod
+    def of(cls, cfg: GlomConfig, tables: EvaluationTables) -> ProtocolTasks:
+        """Tasks over the graph's purchasers (§4.1: the task set and the splits do not see outside users,
+        so the sampled protocol keeps its definition); outside purchasers join the task's audience."""
         purchasers = purchasers_by_item(tables.polarity)
         ev = cfg.evaluate
-        return cls(tables, purchasers, select_tasks(purchasers, ev.min_purchasers, ev.max_tasks, cfg.seed))
+        tasks = select_tasks(purchasers, ev.min_purchasers, ev.max_tasks, cfg.seed)
+        outside = purchasers_by_item(tables.outside_held_out([t.item_id for t in tasks]))
+        return cls(tables, purchasers, tasks, outside)
 
     def run_inputs(
         self, cfg: GlomConfig, layout: RunLayout, run: int, data_builder: DataBuilder = build_training_data
@@ -86,9 +101,13 @@ class ProtocolTasks:
         ev = cfg.evaluate
         splits = split_tasks(self.tasks, self.purchasers, ev.seed_fraction, cfg.seed, run)
         held_out = held_out_pairs(splits)
-        data = data_builder(self.tables.without(held_out), cfg, layout)
+        # outside users' purchases of the task items are hidden from their fold-in rows (not counted in
+        # n_held_out: they never were graph edges)
+        outside_held_out = self.tables.outside_held_out([t.item_id for t in self.tasks])
+        train = self.tables.without(pd.concat([held_out, outside_held_out], ignore_index=True))
+        data = attach_outside(data_builder(train, cfg, layout), train)
         samples, skipped = sample_tasks(
-            splits, self.purchasers, data, ev.negative_ratio, cfg.seed, run, ev.candidates
+            splits, self.purchasers, data, ev.negative_ratio, cfg.seed, run, ev.candidates, self.outside_purchasers
         )
         return RunInputs(data, samples, skipped, len(held_out), splits)
 
@@ -100,7 +119,8 @@ class ProtocolTasks:
         if candidates == cfg.evaluate.candidates:
             return inputs.samples, inputs.skipped
         return sample_tasks(
-            inputs.splits, self.purchasers, inputs.data, cfg.evaluate.negative_ratio, cfg.seed, run, candidates
+            inputs.splits, self.purchasers, inputs.data, cfg.evaluate.negative_ratio, cfg.seed, run, candidates,
+            self.outside_purchasers,
         )
 
 
@@ -334,19 +354,22 @@ def _fit_and_score(
                 for item in variant_campaigns:
                     stage = f"score {item.campaign.name}"
                     start = time.perf_counter()
-                    scores = np.asarray(model.score_campaign(item.campaign), dtype=np.float64)
-                    if scores.shape != (len(item.campaign.candidates),):
+                    campaign, scored = scorable_campaign(item.campaign, model.n_users)
+                    scores = np.asarray(model.score_campaign(campaign), dtype=np.float64)
+                    if scores.shape != (len(campaign.candidates),):
                         raise ValueError(
-                            f"returned {scores.shape} scores for {len(item.campaign.candidates)} candidates"
+                            f"returned {scores.shape} scores for {len(campaign.candidates)} candidates"
                         )
                     threshold = (
-                        _calibrated_threshold(model, item.campaign, model_cfg, seed) if calibrate else fixed_threshold
+                        _calibrated_threshold(model, campaign, model_cfg, seed) if calibrate else fixed_threshold
                     )
                     model_runs[i].score_seconds += time.perf_counter() - start
                     if threshold is not None:
                         thresholds.append(threshold)
+                    scores = unscored_last(scores, scored, threshold)
                     metrics = campaign_metrics(item.labels, scores, threshold)
-                    model_runs[i].tasks.append(TaskResult(item.item_id, item.counts(), metrics))
+                    counts = {**item.counts(), "n_positives_scored": int(item.labels[scored].sum())}
+                    model_runs[i].tasks.append(TaskResult(item.item_id, counts, metrics))
                     pooled[i][0].append(item.labels)
                     pooled[i][1].append(scores)
                     progress.update(1)
@@ -384,6 +407,28 @@ def _fit_and_score(
         )
         for i in campaigns
     }
+
+
+def scorable_campaign(campaign: Campaign, n_scorable: int) -> tuple[Campaign, np.ndarray]:
+    """The campaign as a model that scores rows 0..n_scorable-1 sees it (a model that does not cover users
+    outside the graph gets neither candidates nor non-seeds among them), and which candidates it scores."""
+    scored = np.asarray(campaign.candidates) < n_scorable
+    if scored.all():
+        return campaign, scored
+    non_seeds = np.asarray(campaign.non_seeds)
+    return replace(campaign, candidates=campaign.candidates[scored], non_seeds=non_seeds[non_seeds < n_scorable]), scored
+
+
+def unscored_last(scores: np.ndarray, scored: np.ndarray, threshold: float | None) -> np.ndarray:
+    """One score per candidate: the model's where it scored, and below every score (and the threshold)
+    where it could not, so the users it cannot return sit at the end of its ranking, tied: what a real
+    campaign gets from it."""
+    if scored.all():
+        return scores
+    floor = min(float(scores.min()) if len(scores) else 0.0, threshold if threshold is not None else np.inf) - 1.0
+    out = np.full(len(scored), floor, dtype=np.float64)
+    out[scored] = scores
+    return out
 
 
 def _calibrated_threshold(model: LookalikeModel, campaign: Campaign, cfg: GlomConfig, seed: int) -> float | None:

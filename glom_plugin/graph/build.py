@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from glom_plugin.config import GlomConfig
-from glom_plugin.graph.dataset import LookalikeData
+from glom_plugin.graph.dataset import LookalikeData, empty_outside_edges
 from glom_plugin.layout import RunLayout
 
 EDGE_COLUMNS = ["user_idx", "item_idx", "rating_norm", "sentiment", "polarity", "liked"]
@@ -123,6 +123,63 @@ def lookalike_data_from_edges(
         item_categories=categories,
         category_names=names,
     )
+
+
+def outside_users(
+    rows: pd.DataFrame | None, user_ids: np.ndarray, item_ids: np.ndarray
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Users outside the trained graph and their item rows: (sorted outside user ids, ``outside_edges``).
+
+    ``rows`` are interactions (user_id, item_id, rating_norm) of any users; kept are those of users not in
+    ``user_ids`` with items in ``item_ids`` (an item the graph does not know has no embedding to fold in).
+    Repeat reviews of a pair become one row (mean rating), as the graph stage merges them."""
+    if rows is None or not len(rows):
+        return np.empty(0, dtype=object), empty_outside_edges()
+    users = rows["user_id"].astype(str)
+    items = rows["item_id"].astype(str)
+    item_pos = pd.Index(np.asarray(item_ids).astype(str)).get_indexer(items)
+    keep = ~users.isin(pd.Index(np.asarray(user_ids).astype(str))).to_numpy() & (item_pos >= 0)
+    if not keep.any():
+        return np.empty(0, dtype=object), empty_outside_edges()
+    frame = pd.DataFrame({
+        "user_id": users.to_numpy()[keep],
+        "item_idx": item_pos[keep].astype(np.int64),
+        "rating_norm": rows["rating_norm"].to_numpy(dtype=np.float64)[keep],
+    }).groupby(["user_id", "item_idx"], sort=True, as_index=False)["rating_norm"].mean()
+    ids = np.sort(frame["user_id"].unique()).astype(object)
+    edges = pd.DataFrame({
+        "user_idx": pd.Index(ids).get_indexer(frame["user_id"]).astype(np.int64),
+        "item_idx": frame["item_idx"].to_numpy(dtype=np.int64),
+        "rating_norm": frame["rating_norm"].to_numpy(dtype=np.float64),
+    })
+    return ids, edges
+
+
+def with_outside_users(data: LookalikeData, rows: pd.DataFrame | None) -> LookalikeData:
+    """``data`` with the users of ``rows`` that its graph does not hold as outside users (``outside_users``)."""
+    from dataclasses import replace
+
+    ids, edges = outside_users(rows, data.user_ids, data.item_ids)
+    return replace(data, outside_user_ids=ids, outside_edges=edges)
+
+
+OUTSIDE_COLUMNS = ["user_id", "item_id", "rating_norm"]
+
+
+def read_outside_rows(layout: RunLayout) -> pd.DataFrame | None:
+    """Interactions of users outside the graph: the ingest filter's ``outside_interactions`` table, plus
+    the ingested rows of users the graph stage's own filter dropped (only read when it dropped some)."""
+    frames = []
+    if layout.outside_interactions.is_file():
+        frames.append(pd.read_parquet(layout.outside_interactions, columns=OUTSIDE_COLUMNS))
+    dropped = 0
+    if layout.graph_report.is_file():
+        import json
+
+        dropped = int(json.loads(layout.graph_report.read_text()).get("min_interactions", {}).get("users_dropped", 0))
+    if dropped and layout.interactions.is_file():
+        frames.append(pd.read_parquet(layout.interactions, columns=OUTSIDE_COLUMNS))
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def min_interactions_mask(
@@ -237,7 +294,8 @@ def degenerate_graph_warnings(data: LookalikeData, polarity: pd.DataFrame, cfg: 
 
 
 def load_lookalike_data(layout: RunLayout) -> LookalikeData:
-    """The bundle `glom graph` wrote, read back (no sentiment, no similarity recomputed)."""
+    """The bundle `glom graph` wrote, read back (no sentiment, no similarity recomputed), with the users
+    outside the graph (``read_outside_rows``) as ``outside_user_ids`` / ``outside_edges``."""
     for path in (layout.polarity_edges, layout.similarity_edges, layout.user_index, layout.item_index):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: run `glom graph` first")
@@ -258,7 +316,7 @@ def load_lookalike_data(layout: RunLayout) -> LookalikeData:
     ).sort_values(["user_a", "user_b"], ignore_index=True)
     items = pd.read_parquet(layout.items) if layout.items.is_file() else None
     categories, names = item_category_matrix(items, item_ids)
-    return LookalikeData(
+    data = LookalikeData(
         user_ids=user_ids,
         item_ids=item_ids,
         edges=edges,
@@ -266,3 +324,4 @@ def load_lookalike_data(layout: RunLayout) -> LookalikeData:
         item_categories=categories,
         category_names=names,
     )
+    return with_outside_users(data, read_outside_rows(layout))

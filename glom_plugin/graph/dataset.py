@@ -27,6 +27,12 @@ class LookalikeData:
     item_categories: items x categories binary CSR matrix (empty columns when the data has none).
     user_profile_embeddings / item_profile_embeddings: float32 (n, d) arrays, L2-normalized, or None when
         profiles are disabled (ablation "w/o profiles") or not yet built.
+    outside_user_ids / outside_edges: users *outside* the trained graph (dropped by the minimum-interactions
+        filter, or arrived after training) that have at least one interaction with an item the graph
+        knows. ``outside_edges`` has columns user_idx:int64 (into ``outside_user_ids``), item_idx:int64,
+        rating_norm:float64. No graph model trains on them; a model scores them from their item rows
+        (``LookalikeModel.covers_outside``). Scoring rows: graph users 0..n_users-1, then outside users
+        n_users..n_users+n_outside-1 (``all_user_ids``).
     """
 
     user_ids: np.ndarray
@@ -37,10 +43,37 @@ class LookalikeData:
     category_names: list[str] = field(default_factory=list)
     user_profile_embeddings: np.ndarray | None = None
     item_profile_embeddings: np.ndarray | None = None
+    outside_user_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    outside_edges: pd.DataFrame = field(default_factory=lambda: empty_outside_edges())
 
     @property
     def n_users(self) -> int:
         return len(self.user_ids)
+
+    @property
+    def n_outside(self) -> int:
+        return len(self.outside_user_ids)
+
+    @property
+    def all_user_ids(self) -> np.ndarray:
+        """Graph users, then outside users: the rows a model that covers outside users scores."""
+        if not self.n_outside:
+            return self.user_ids
+        return np.concatenate([np.asarray(self.user_ids, dtype=object), np.asarray(self.outside_user_ids, dtype=object)])
+
+    def outside_item_matrix(self) -> sp.csr_matrix:
+        """outside users x items CSR, 1.0 per interaction with an item of the graph."""
+        edges = self.outside_edges
+        return sp.csr_matrix(
+            (np.ones(len(edges)), (edges["user_idx"].to_numpy(dtype=np.int64), edges["item_idx"].to_numpy(dtype=np.int64))),
+            shape=(self.n_outside, self.n_items),
+        )
+
+    def all_user_item_matrix(self) -> sp.csr_matrix:
+        """(n_users + n_outside) x items CSR, 1.0 per interaction: the raw item bag of every scorable user."""
+        if not self.n_outside:
+            return self.user_item_matrix()
+        return sp.vstack([self.user_item_matrix(), self.outside_item_matrix()], format="csr")
 
     @property
     def n_items(self) -> int:
@@ -61,5 +94,18 @@ class LookalikeData:
     def user_index(self) -> dict[str, int]:
         return {uid: i for i, uid in enumerate(self.user_ids)}
 
+    def without_outside(self) -> LookalikeData:
+        return replace(self, outside_user_ids=np.empty(0, dtype=object), outside_edges=empty_outside_edges())
+
     def with_profiles(self, user_embeddings: np.ndarray | None, item_embeddings: np.ndarray | None) -> LookalikeData:
         return replace(self, user_profile_embeddings=user_embeddings, item_profile_embeddings=item_embeddings)
+
+
+OUTSIDE_EDGE_COLUMNS = ("user_idx", "item_idx", "rating_norm")
+
+
+def empty_outside_edges() -> pd.DataFrame:
+    return pd.DataFrame({
+        "user_idx": pd.Series(dtype=np.int64), "item_idx": pd.Series(dtype=np.int64),
+        "rating_norm": pd.Series(dtype=np.float64),
+    })

@@ -12,6 +12,12 @@ the BentoML service all ask them through the same two methods:
   request time on the seeds against a label-blind sample of the other users — exactly the realistic
   evaluation protocol's campaign (``population_campaign``), so what is served is what was measured.
 
+Users outside the trained graph (``LookalikeData.outside_user_ids``: dropped by the minimum-interactions
+filter, or arrived after training) are rows ``n_graph_users ..`` of the scoring index. A model that can
+score them from their item rows sets ``covers_outside``: its ``user_ids`` / ``n_users`` then count them,
+``expand`` returns them and the evaluation ranks them; embedding models fold them in (``models/fold_in.py``).
+A model that cannot leaves them out, and the evaluation's coverage column says so.
+
 ``learned_state`` / ``restore`` are what saving needs (``models/saved.py``): the arrays and weights
 ``fit`` learned beyond the data. A model whose fit is a deterministic, cheap function of the data and
 its seed (feature matrices, an LSH graph with a fixed seed) learns nothing beyond it: loading refits it.
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from glom_plugin.config import ExpandConfig, GlomConfig
-from glom_plugin.expand.aggregation import aggregate_similarity, retrieval_vectors
+from glom_plugin.expand.aggregation import aggregate_similarity
 from glom_plugin.graph.dataset import LookalikeData
 
 if TYPE_CHECKING:
@@ -91,6 +97,8 @@ class LookalikeModel(ABC):
     kind: ClassVar[ModelKind] = "per-campaign"
     # Score above which a candidate counts as expanded (for precision/recall at threshold); None = rank only.
     decision_threshold: float | None = None
+    # Scores users outside the trained graph from their item rows (rows n_graph_users.. of every campaign).
+    covers_outside: ClassVar[bool] = False
 
     def __init__(self, config: GlomConfig, seed: int = 0) -> None:
         self.config = config
@@ -154,10 +162,19 @@ class LookalikeModel(ABC):
 
     @property
     def user_ids(self) -> np.ndarray:
-        return np.asarray(self._fitted().user_ids).astype(str)
+        """Every user this model scores, by row: the graph's users, then (``covers_outside``) the outside ones."""
+        data = self._fitted()
+        return np.asarray(data.all_user_ids if self.covers_outside else data.user_ids).astype(str)
 
     @property
     def n_users(self) -> int:
+        """How many users this model scores (rows 0..n_users-1 of a campaign)."""
+        data = self._fitted()
+        return data.n_users + (data.n_outside if self.covers_outside else 0)
+
+    @property
+    def n_graph_users(self) -> int:
+        """Users of the trained graph (the rows before the outside users)."""
         return self._fitted().n_users
 
     def user_index(self) -> dict[str, int]:
@@ -235,6 +252,10 @@ class EmbeddingLookalikeModel(LookalikeModel):
     """
 
     kind: ClassVar[ModelKind] = "embedding"
+    covers_outside: ClassVar[bool] = True
+    # How users outside the graph get a vector (``models/fold_in.py``): "buyers" (mean of their items'
+    # buyer centroids, any model) or "translation" (TransE, h_u = mean h_i - r; needs item_embeddings).
+    fold_in_method: ClassVar[str] = "buyers"
     embeddings: np.ndarray | None = None
     item_embeddings: np.ndarray | None = None
     _retrieval: tuple[np.ndarray, np.ndarray] | None = None  # (the embeddings it was made from, vectors)
@@ -252,12 +273,35 @@ class EmbeddingLookalikeModel(LookalikeModel):
         )
 
     def user_embeddings(self) -> np.ndarray | None:
+        """Retrieval vectors of every scored user: the graph's (trained), then the outside users' (folded
+        in), centred on the *graph* users' mean so folding users in never moves a trained user's vector."""
         if self.embeddings is None:
             return None
         # computed once per fitted embedding matrix, not once per campaign
         if self._retrieval is None or self._retrieval[0] is not self.embeddings:
-            self._retrieval = (self.embeddings, retrieval_vectors(self.embeddings, self.config.expand.center))
+            from glom_plugin.models.fold_in import retrieval_with_outside
+
+            vectors = retrieval_with_outside(self.embeddings, self.config.expand.center, self.outside_embeddings())
+            self._retrieval = (self.embeddings, vectors)
         return self._retrieval[1]
+
+    def outside_embeddings(self) -> np.ndarray | None:
+        """Folded-in embeddings (pre-centring) of the data's outside users (``fold_in_method``)."""
+        data = self.data
+        if self.embeddings is None or data is None or not data.n_outside:
+            return None
+        return self.fold_in(data.outside_item_matrix())
+
+    def fold_in(self, item_rows: Any) -> np.ndarray:
+        """Embeddings (in ``self.embeddings``' space) of users given only their items: ``item_rows`` is a
+        users x graph-items sparse matrix. No retraining; the trained vectors are unchanged."""
+        from glom_plugin.models.fold_in import fold_in
+
+        data = self._fitted()
+        if self.embeddings is None:
+            raise RuntimeError(f"{self.name}: fit() must run before fold-in")
+        return fold_in(self.fold_in_method, item_rows, self.embeddings, data.user_item_matrix(),
+                       self.item_embeddings, data.edges)
 
     def learned_state(self) -> dict[str, Any]:
         if self.embeddings is None:

@@ -24,9 +24,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from glom_plugin.config import GlomConfig, HybridConfig
-from glom_plugin.expand.aggregation import l2_normalize, retrieval_vectors
+from glom_plugin.expand.aggregation import l2_normalize
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.models.base import Campaign, LookalikeModel
+from glom_plugin.models.fold_in import fold_in, retrieval_with_outside
 from glom_plugin.models.glom import fit_glom
 from glom_plugin.models.lr import RawUserFeatures
 
@@ -36,6 +37,7 @@ class GlomHybridModel(LookalikeModel):
 
     name = "glom-hybrid"
     decision_threshold = 0.5
+    covers_outside = True  # item bag from the user's rows, GLoM embedding folded in (GlomModel.fold_in_method)
 
     def __init__(self, config: GlomConfig, seed: int = 0) -> None:
         super().__init__(config, seed)
@@ -52,7 +54,12 @@ class GlomHybridModel(LookalikeModel):
         """The campaign-agnostic part given GLoM user embeddings (lets a caller reuse one GLoM fit)."""
         self._remember(data)
         self.glom_embeddings = np.asarray(user_embeddings, dtype=np.float32)
-        self.embedding_features = l2_normalize(retrieval_vectors(user_embeddings, self.config.expand.center))
+        outside = None
+        if data.n_outside:  # users outside the graph: GLoM's fold-in from their items (models/fold_in.py)
+            outside = fold_in("buyers", data.outside_item_matrix(), self.glom_embeddings, data.user_item_matrix())
+        self.embedding_features = l2_normalize(
+            retrieval_with_outside(self.glom_embeddings, self.config.expand.center, outside)
+        )
         lr = self.config.baselines.lr
         self.raw = RawUserFeatures(data, lr.features, lr.use_categories) if self.settings.item_bag else None
         return self

@@ -38,7 +38,9 @@ class RawUserFeatures:
         if weighting not in ("binary", "counts", "tfidf"):
             raise ValueError(f"unknown LR feature weighting {weighting!r}; choose binary, counts or tfidf")
         self.weighting = weighting
-        self.user_items = data.user_item_matrix().astype(bool).astype(np.float64).tocsr()
+        # rows: the graph's users, then the users outside it (their item rows); the document
+        # frequencies below are the graph's users' only, so outside users never change a graph user's row
+        self.user_items = data.all_user_item_matrix().astype(bool).astype(np.float64).tocsr()
         self.n_items = data.n_items
         self.item_categories = (
             data.item_categories.astype(np.float64).tocsr()
@@ -84,6 +86,7 @@ class LogisticRegressionModel(LookalikeModel):
 
     name = "lr"
     decision_threshold = 0.5
+    covers_outside = True
 
     def __init__(self, config: GlomConfig, seed: int = 0) -> None:
         super().__init__(config, seed)

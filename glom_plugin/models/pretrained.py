@@ -18,6 +18,8 @@ class PretrainedModel(EmbeddingLookalikeModel):
     (``PretrainEnergyModel.node_embeddings``), so the PM baseline and GLM's input are the same vectors."""
 
     name = "pm"
+    # TransE (h_u + r ≈ h_i): a user outside the graph is the mean of its items' vectors minus r
+    fold_in_method = "translation"
 
     def _fit(self, data: LookalikeData) -> None:
         result = fit_pm(data, self.config, seed=self.seed, progress=False)

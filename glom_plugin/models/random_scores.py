@@ -10,6 +10,7 @@ from glom_plugin.models.base import Campaign, LookalikeModel
 
 class RandomModel(LookalikeModel):
     name = "random"
+    covers_outside = True
 
     def _fit(self, data: LookalikeData) -> None:
         self._rng = np.random.default_rng(self.seed)

@@ -20,8 +20,9 @@ from glom_plugin.models.base import Campaign, LookalikeModel
 
 
 def normalized_item_bags(data: LookalikeData) -> sp.csr_matrix:
-    """users x items, 1 per interaction, each row scaled to unit L2 norm (empty rows stay zero)."""
-    bags = data.user_item_matrix().astype(bool).astype(np.float64).tocsr()
+    """users x items, 1 per interaction, each row scaled to unit L2 norm (empty rows stay zero); the
+    graph's users, then the users outside it (their bags are their item rows)."""
+    bags = data.all_user_item_matrix().astype(bool).astype(np.float64).tocsr()
     norms = np.sqrt(np.asarray(bags.sum(axis=1), dtype=np.float64).ravel())
     return (sp.diags(1.0 / np.maximum(norms, 1e-12)) @ bags).tocsr()
 
@@ -30,6 +31,7 @@ class CosineCentroidModel(LookalikeModel):
     """cos(x_u, mean_s x_s) over unit-norm raw item bags: the co-purchase reference."""
 
     name = "cosine-centroid"
+    covers_outside = True
 
     bags: sp.csr_matrix | None = None
 
@@ -50,11 +52,14 @@ class PopularityModel(LookalikeModel):
     """log(1 + number of interactions): the same ranking for every campaign (seeds are ignored)."""
 
     name = "popularity"
+    covers_outside = True
 
     activity: np.ndarray | None = None
 
     def _fit(self, data: LookalikeData) -> None:
         counts = np.bincount(data.edges["user_idx"].to_numpy(dtype=np.int64), minlength=data.n_users)
+        outside = np.bincount(data.outside_edges["user_idx"].to_numpy(dtype=np.int64), minlength=data.n_outside)
+        counts = np.concatenate([counts, outside])  # outside users are ranked by their activity too
         self.activity = np.log1p(counts.astype(np.float64))
 
     def score_campaign(self, campaign: Campaign) -> np.ndarray:

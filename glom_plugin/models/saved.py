@@ -6,7 +6,7 @@ place, so a reader never sees half a model::
     model.json       format, format_version, model_name, model_class (module:Class), kind, seed, config,
                      created_at, metrics, the state keys and where each lives, n_users / n_items
     data/            the LookalikeData the model was fitted on (ids, polarity edges, similarity edges,
-                     item categories, profile embeddings): per-campaign models fit their campaign on it
+                     item categories, profile embeddings, the outside users' item rows): per-campaign models fit their campaign on it
                      at request time, and it is what a restore starts from
     state.npz        learned numpy arrays (``LookalikeModel.learned_state``), no pickles
     state.pt         learned torch state dicts, loaded with ``weights_only=True``
@@ -144,6 +144,9 @@ def write_data(data: LookalikeData, directory: Path) -> None:
     data.similarity.reset_index(drop=True).to_parquet(directory / "similarity.parquet")
     sp.save_npz(directory / "item_categories.npz", sp.csr_matrix(data.item_categories))
     (directory / "category_names.json").write_text(json.dumps(list(data.category_names)))
+    if data.n_outside:  # users outside the graph, scored from their items (fold-in)
+        pd.DataFrame({"user_id": np.asarray(data.outside_user_ids).astype(str)}).to_parquet(directory / "outside_users.parquet")
+        data.outside_edges.reset_index(drop=True).to_parquet(directory / "outside_edges.parquet")
     for name, array in (("user_profiles", data.user_profile_embeddings), ("item_profiles", data.item_profile_embeddings)):
         if array is not None:
             np.save(directory / f"{name}.npy", np.asarray(array, dtype=np.float32), allow_pickle=False)
@@ -154,7 +157,14 @@ def read_data(directory: Path) -> LookalikeData:
         path = directory / f"{name}.npy"
         return np.load(path, allow_pickle=False) if path.exists() else None
 
+    outside: dict[str, Any] = {}
+    if (directory / "outside_users.parquet").exists():  # a model saved before fold-in has none
+        outside = {
+            "outside_user_ids": pd.read_parquet(directory / "outside_users.parquet")["user_id"].to_numpy().astype(str),
+            "outside_edges": pd.read_parquet(directory / "outside_edges.parquet"),
+        }
     return LookalikeData(
+        **outside,
         user_ids=pd.read_parquet(directory / "users.parquet")["user_id"].to_numpy().astype(str),
         item_ids=pd.read_parquet(directory / "items.parquet")["item_id"].to_numpy().astype(str),
         edges=pd.read_parquet(directory / "edges.parquet"),

@@ -54,7 +54,7 @@ def run_ingest(
     cfg: GlomConfig, layout: RunLayout, chunk_rows: int = DEFAULT_CHUNK_ROWS, echo: Any = print
 ) -> IngestReport:
     """Read ``cfg.data.source_path`` with the ``cfg.data.source_format`` reader and write
-    ``layout.interactions`` / ``items`` / ``users`` / ``rejects`` / ``ingest_report``.
+    ``layout.interactions`` / ``items`` / ``users`` / ``outside_interactions`` / ``rejects`` / ``ingest_report``.
 
     Raises ``IngestError`` when the share of bad rows exceeds ``cfg.data.max_reject_ratio`` (the
     message names the file(s), the counts by reason and the first offending file:line:field) or when
@@ -69,6 +69,7 @@ def run_ingest(
         "interactions": layout.interactions,
         "items": layout.items,
         "users": layout.users,
+        "outside_interactions": layout.outside_interactions,
         "rejects": layout.rejects,
         "ingest_report": layout.ingest_report,
     }
@@ -110,7 +111,7 @@ def run_ingest(
         report_path = stage / "ingest_report.json"
         report_path.write_text(json.dumps(asdict(report), indent=2, sort_keys=True))
         # Commit: tables first, the report last (its presence marks a complete ingest).
-        for name in ("interactions", "items", "users"):
+        for name in ("interactions", "items", "users", "outside_interactions"):
             os.replace(stage / f"{name}.parquet", outputs[name])
         rejects.commit()
         os.replace(report_path, layout.ingest_report)
@@ -118,7 +119,7 @@ def run_ingest(
         # The rejects file is what the message points to; stale tables from an earlier run must not
         # be mistaken for this run's output.
         rejects.commit()
-        for name in ("interactions", "items", "users", "ingest_report"):
+        for name in ("interactions", "items", "users", "outside_interactions", "ingest_report"):
             outputs[name].unlink(missing_ok=True)
         raise
     except BaseException:

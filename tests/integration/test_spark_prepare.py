@@ -94,6 +94,8 @@ def test_ingested_tables_rejects_and_report_are_the_local_ones(prepared) -> None
     name, _, local, on_spark, local_report, spark_report = prepared
     for table in ("interactions", "users", "items"):
         assert _same_table(getattr(local, table), getattr(on_spark, table)) > 0, (name, table)
+    # the rows of users the k-core dropped (scored by fold-in): the same rows in the same order
+    _same_table(local.outside_interactions, on_spark.outside_interactions)
     # Same records; the Spark log is ordered by file and line, the local one by chunk and reason.
     local_rejects = sorted(local.rejects.read_text().splitlines())
     assert local_rejects == sorted(on_spark.rejects.read_text().splitlines())
