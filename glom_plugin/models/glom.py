@@ -28,6 +28,9 @@ class GlomModel(EmbeddingLookalikeModel):
     GLM keeps its training only while held-out lookalike retrieval improves (``glm.select_on``)."""
 
     name = "glom"
+    # h^L keeps the TransE geometry PM gave it: measured on Digital Music, the translation fold-in of a graph
+    # user is closer to its trained vector (centred cosine, mean 0.957) than the buyer-centroid one (0.914)
+    fold_in_method = "translation"
 
     def _fit(self, data: LookalikeData) -> None:
         self.pm_result, self.glm_result = fit_glom(data, self.config, seed=self.seed, progress=False)
