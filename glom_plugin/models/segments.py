@@ -33,23 +33,27 @@ from glom_plugin.models.base import Campaign, LookalikeModel
 
 
 def category_segments(data: LookalikeData) -> tuple[sp.csr_matrix, np.ndarray] | None:
-    """users × categories membership (bought ≥ 1 item of c), or None when the data has no categories."""
+    """items × categories (the segments an item puts its buyers in), or None when the data has none."""
     if data.item_categories.shape[1] == 0 or data.item_categories.nnz == 0:
         return None
-    membership = (data.user_category_matrix() > 0).astype(np.float32).tocsr()
     n = data.item_categories.shape[1]
     names = (
         np.asarray(data.category_names, dtype=str)
         if len(data.category_names) == n
         else np.arange(n).astype(str)
     )
-    return membership, np.char.add("category:", names)
+    return data.item_categories.astype(np.float64).tocsr(), np.char.add("category:", names)
+
+
+def segment_membership(user_items: sp.csr_matrix, item_segments: sp.csr_matrix) -> sp.csr_matrix:
+    """users × segments: u belongs to c when u bought at least one item of c."""
+    return ((user_items @ item_segments) > 0).astype(np.float32).tocsr()
 
 
 def item_cluster_segments(
     data: LookalikeData, n_clusters: int, seed: int = 0
 ) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Fallback segments: k-means on the SVD of the item × user co-purchase matrix."""
+    """Fallback segments, items × clusters: k-means on the SVD of the item × user co-purchase matrix."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import TruncatedSVD
 
@@ -64,8 +68,7 @@ def item_cluster_segments(
     embedding = embedding / np.maximum(norms, 1e-12)
     labels = KMeans(n_clusters=k, random_state=seed, n_init=4).fit_predict(embedding)
     item_cluster = sp.csr_matrix((np.ones(n_items), (np.arange(n_items), labels)), shape=(n_items, k))
-    membership = ((user_item @ item_cluster) > 0).astype(np.float32).tocsr()
-    return membership, np.array([f"item-cluster:{c}" for c in range(k)])
+    return item_cluster, np.array([f"item-cluster:{c}" for c in range(k)])
 
 
 def segment_scores(membership: sp.csr_matrix, seeds: np.ndarray) -> pd.DataFrame:
@@ -104,15 +107,23 @@ class SegmentApproximationModel(LookalikeModel):
     """§2.3: recommend the top-k segments by Eq. 8; users are scored by their recommended segments."""
 
     name = "segments"
+    # a user outside the graph belongs to the segments of the items it bought, like any other; segments
+    # are scored (Eq. 5-8) over the graph's users only, so outside users change no graph user's score
+    covers_outside = True
 
-    membership: sp.csr_matrix | None = None
+    membership: sp.csr_matrix | None = None  # the graph's users
+    scoring_membership: sp.csr_matrix | None = None  # the graph's users, then the outside users
     segment_names: np.ndarray | None = None
 
     def _fit(self, data: LookalikeData) -> None:
         built = category_segments(data)
         if built is None:
             built = item_cluster_segments(data, self.config.yahoo.segment_clusters, seed=self.seed)
-        self.membership, self.segment_names = built
+        item_segments, self.segment_names = built
+        self.membership = segment_membership(data.user_item_matrix(), item_segments)
+        self.scoring_membership = (
+            segment_membership(data.all_user_item_matrix(), item_segments) if data.n_outside else self.membership
+        )
 
     def explain_campaign(self, campaign: Campaign) -> pd.DataFrame:
         """Every segment's Eq. 5–8 terms, recommended ones flagged, best first."""
@@ -130,7 +141,8 @@ class SegmentApproximationModel(LookalikeModel):
         chosen = top_segments(scores, self.config.yahoo.segments_top_k)
         segment_score = np.zeros(len(scores))
         segment_score[chosen] = scores["score"].to_numpy()[chosen]
-        member = self.membership[np.asarray(campaign.candidates, dtype=np.int64)]
+        rows = self.membership if self.scoring_membership is None else self.scoring_membership
+        member = rows[np.asarray(campaign.candidates, dtype=np.int64)]
         if self.config.yahoo.segment_user_score == "sum":
             return np.asarray(member @ segment_score).ravel()
         return np.asarray(member.multiply(segment_score[None, :]).max(axis=1).toarray()).ravel()

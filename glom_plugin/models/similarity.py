@@ -116,6 +116,7 @@ class SimpleSimilarityModel(LookalikeModel):
 
     name = "similarity-jaccard"
     measure: str = "jaccard"
+    covers_outside = True  # a user outside the graph is its binary features too (their items, categories)
 
     features: UserFeatures | None = None
 
@@ -124,7 +125,7 @@ class SimpleSimilarityModel(LookalikeModel):
         return self.config.expand.threshold
 
     def _fit(self, data: LookalikeData) -> None:
-        self.features = build_user_features_from_config(data, self.config.yahoo)
+        self.features = build_user_features_from_config(data, self.config.yahoo, with_outside=True)
 
     def score_campaign(self, campaign: Campaign) -> np.ndarray:
         if self.features is None:

@@ -11,6 +11,11 @@ continuous features bucketized). Here, from what ``LookalikeData`` holds:
                      — only when the data has item categories.
 
 Columns that no user has are dropped, so K counts only observed features.
+
+``with_outside=True`` appends rows for the users outside the trained graph (``LookalikeData.outside_edges``)
+in the same columns: their items and categories; no ``liked`` flags (polarity is defined over the graph's
+edges). Which columns exist is decided by the graph's users alone, so adding outside users changes no
+graph user's features.
 """
 
 from __future__ import annotations
@@ -48,10 +53,12 @@ def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
 
 
 def build_user_features(
-    data: LookalikeData, use_liked: bool = True, use_categories: bool = True
+    data: LookalikeData, use_liked: bool = True, use_categories: bool = True, with_outside: bool = False
 ) -> UserFeatures:
     """Stack the binary feature blocks described in the module docstring (empty blocks are skipped)."""
-    blocks = [_binary(data.user_item_matrix())]
+    n_rows = data.n_users + (data.n_outside if with_outside else 0)
+    user_items = data.all_user_item_matrix() if with_outside else data.user_item_matrix()
+    blocks = [_binary(user_items)]
     names = [np.char.add("item:", data.item_ids.astype(str))]
     if use_liked and "liked" in data.edges and bool(data.edges["liked"].any()):
         liked = data.edges[data.edges["liked"].astype(bool)]
@@ -59,14 +66,14 @@ def build_user_features(
             _binary(
                 sp.csr_matrix(
                     (np.ones(len(liked)), (liked["user_idx"].to_numpy(), liked["item_idx"].to_numpy())),
-                    shape=(data.n_users, data.n_items),
+                    shape=(n_rows, data.n_items),
                 )
             )
         )
         names.append(np.char.add("liked:", data.item_ids.astype(str)))
     n_categories = data.item_categories.shape[1]
     if use_categories and n_categories > 0 and data.item_categories.nnz > 0:
-        blocks.append(_binary(data.user_category_matrix() > 0))
+        blocks.append(_binary((user_items @ data.item_categories) > 0))
         category_names = (
             np.asarray(data.category_names, dtype=str)
             if len(data.category_names) == n_categories
@@ -75,12 +82,13 @@ def build_user_features(
         names.append(np.char.add("category:", category_names))
     matrix = sp.hstack(blocks, format="csr", dtype=np.float32)
     all_names = np.concatenate(names)
-    observed = np.flatnonzero(np.diff(matrix.tocsc().indptr) > 0)
+    observed = np.flatnonzero(np.diff(matrix[: data.n_users].tocsc().indptr) > 0)  # by the graph's users
     return UserFeatures(matrix=matrix[:, observed].tocsr(), names=all_names[observed])
 
 
-def build_user_features_from_config(data: LookalikeData, yahoo_config) -> UserFeatures:  # noqa: ANN001
+def build_user_features_from_config(data: LookalikeData, yahoo_config, with_outside: bool = False) -> UserFeatures:  # noqa: ANN001
     """The feature set a Yahoo model is configured for (``cfg.yahoo.use_liked_features`` / ``use_category_features``)."""
     return build_user_features(
-        data, use_liked=yahoo_config.use_liked_features, use_categories=yahoo_config.use_category_features
+        data, use_liked=yahoo_config.use_liked_features, use_categories=yahoo_config.use_category_features,
+        with_outside=with_outside,
     )
