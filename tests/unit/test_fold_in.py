@@ -251,3 +251,18 @@ def test_ingest_keeps_the_rows_of_users_the_filter_drops(tmp_path: Path, monkeyp
     assert sorted(data.outside_user_ids.tolist()) == sorted([once, loner])
     model = create_model("cosine-centroid", _config(), seed=0).fit(data)
     assert {once, loner} <= set(model.expand(data.user_ids[:2].tolist(), k=10).user_ids.tolist())
+
+
+def test_glom_expand_returns_the_outside_user(tmp_path: Path, fitted_pm, community_data) -> None:
+    from glom_plugin.models.saved import model_dir
+    from glom_plugin.stages.expand import run_expand_stage
+
+    data, _ = community_data
+    layout = RunLayout.at(tmp_path / "run")
+    save_model(fitted_pm, model_dir(layout, "pm"))
+    buyers = data.edges.loc[data.edges["item_idx"] == 0, "user_idx"].to_numpy()
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("\n".join(data.user_ids[buyers].tolist()) + "\n")
+    cfg = _config(**{"expand.top_k": data.n_users})
+    run_expand_stage(cfg, layout, seeds, tmp_path / "out.csv", model_name="pm")
+    assert NEW_USER in pd.read_csv(tmp_path / "out.csv")["user_id"].tolist()
