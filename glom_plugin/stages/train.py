@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 
 from glom_plugin.config import GlomConfig
-from glom_plugin.expand.aggregation import retrieval_vectors
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
 from glom_plugin.models.base import LookalikeModel
 from glom_plugin.models.checkpoint import EpochCheckpoint, fingerprint, without_epochs
+from glom_plugin.models.fold_in import fold_in, retrieval_with_outside
+from glom_plugin.models.glom import GlomModel
 from glom_plugin.models.kg import KnowledgeTriples, load_knowledge_triples
 from glom_plugin.models.training import GLMResult, PMResult, fit_glm, fit_pm
 
@@ -221,11 +222,16 @@ def _fit_glom_staged(cfg: GlomConfig, layout: RunLayout, resume: bool) -> GlomFi
     triples = None if pm is not None else training_triples(cfg, layout, data)  # PM's are the artifact's
     glm = fit_glm(data, cfg, seed=cfg.seed, pm=pm, triples=triples, checkpoint=glm_ckpt)
     fitted = GlomFit(data, pm, glm)
+    users, items = glm.node_embeddings[: data.n_users], glm.node_embeddings[data.n_users :]
+    # users outside the graph folded in as GlomModel does (models/fold_in.py), so batch jobs and Feast
+    # reading this artifact see the same users the saved model expands to
+    outside = fold_in(GlomModel.fold_in_method, data.outside_item_matrix(), users, data.user_item_matrix(),
+                      items, data.edges) if data.n_outside else None
     TrainedModel(
         model_name="glom-seedset" if cfg.glm.objective == "seedset" else f"glom-{cfg.glm.aggregator}",
-        user_ids=data.user_ids,
+        user_ids=data.all_user_ids,
         # what expansion compares (centred when expand.center), so serving ranks as the evaluation did
-        user_embeddings=retrieval_vectors(glm.node_embeddings[: data.n_users], cfg.expand.center),
+        user_embeddings=retrieval_with_outside(users, cfg.expand.center, outside),
         item_ids=data.item_ids,
         item_embeddings=glm.node_embeddings[data.n_users :],
         config=cfg.model_dump(),
