@@ -43,7 +43,8 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from glom_plugin.config import GlomConfig  # noqa: E402
+from glom_plugin.config import GlomConfig, load_config  # noqa: E402
+from glom_plugin.data.hashing import looks_hashed  # noqa: E402
 from glom_plugin.expand.aggregation import AGGREGATIONS, l2_normalize  # noqa: E402
 from glom_plugin.expand.batch import BLOCK_BYTES, BatchCampaign, rank_campaigns  # noqa: E402
 from glom_plugin.expand.expander import SEARCH_MARGIN, expand_audience, rank_with_index  # noqa: E402
@@ -156,8 +157,10 @@ def index_figures(emb: np.ndarray, cfg: GlomConfig, seeds: list[np.ndarray], tru
 
 # ------------------------------------------------------------------------------------------ (a) in process
 def in_process(engine: ExpansionEngine, requests: list[ExpandRequest], reps: int) -> dict:
-    """ms per campaign of ``engine.expand`` and of the raw faiss searches behind it, interleaved so both
-    see the same machine load."""
+    """ms per campaign of ``engine.expand_body`` (what the service's /expand runs: request in, response
+    body out), of ``engine.expand`` (the same answer as a validated ``ExpandResponse``, for library callers),
+    of ``expand_audience`` (the ranking alone) and of the raw faiss searches behind them, interleaved so
+    all see the same machine load."""
     import faiss
 
     faiss.omp_set_num_threads(engine.cfg.serving.search_threads)
@@ -174,14 +177,19 @@ def in_process(engine: ExpansionEngine, requests: list[ExpandRequest], reps: int
         budget = requests[0].k + len(requests[0].seed_ids) + SEARCH_MARGIN
         for r, q in zip(asked[:4], queries[:4], strict=True):  # warm-up
             engine.expand(r)
+            engine.expand_body(r, looks_hashed)
             raw.search(q, budget)
-        expand_s = floor_s = rank_s = 0.0
+        expand_s = floor_s = rank_s = body_s = 0.0
         cfg = engine.cfg.expand.model_copy(update={"aggregation": agg})
         for _ in range(reps):
             start = time.perf_counter()
             for q in queries:
                 raw.search(q, budget)
             floor_s += time.perf_counter() - start
+            start = time.perf_counter()
+            for r in asked:
+                engine.expand_body(r, looks_hashed)
+            body_s += time.perf_counter() - start
             start = time.perf_counter()
             for r in asked:
                 engine.expand(r)
@@ -191,10 +199,14 @@ def in_process(engine: ExpansionEngine, requests: list[ExpandRequest], reps: int
                 expand_audience(engine.trained, r.seed_ids, cfg, k=r.k, index=engine.index)
             rank_s += time.perf_counter() - start
         calls = reps * len(asked)
-        ms, floor_ms, rank_ms = 1000 * expand_s / calls, 1000 * floor_s / calls, 1000 * rank_s / calls
-        out[agg] = {"ms": ms, "floor_ms": floor_ms, "ratio": ms / floor_ms, "expand_audience_ms": rank_ms,
-                    "expand_audience_ratio": rank_ms / floor_ms, "floor": "centroid" if agg == "mean" else "centroid + seeds"}
-        print(f"  in process {agg:13s} engine {ms:7.3f} ms/campaign ({ms / floor_ms:.2f}x), expand_audience {rank_ms:7.3f} ms "
+        ms, floor_ms, rank_ms = 1000 * body_s / calls, 1000 * floor_s / calls, 1000 * rank_s / calls
+        response_ms = 1000 * expand_s / calls
+        out[agg] = {"ms": ms, "floor_ms": floor_ms, "ratio": ms / floor_ms, "measured": "engine.expand_body",
+                    "expand_response_ms": response_ms, "expand_response_ratio": response_ms / floor_ms,
+                    "expand_audience_ms": rank_ms, "expand_audience_ratio": rank_ms / floor_ms,
+                    "floor": "centroid" if agg == "mean" else "centroid + seeds"}
+        print(f"  in process {agg:13s} service {ms:7.3f} ms/campaign ({ms / floor_ms:.2f}x), ExpandResponse "
+              f"{response_ms:7.3f} ms ({response_ms / floor_ms:.2f}x), expand_audience {rank_ms:7.3f} ms "
               f"({rank_ms / floor_ms:.2f}x), floor {floor_ms:7.3f} ms", flush=True)
     for agg in ("max", "probabilistic"):
         out[agg]["ratio_to_mean_floor"] = out[agg]["ms"] / out["mean"]["floor_ms"]
@@ -411,15 +423,18 @@ def write_report(path: Path, result: dict, args: argparse.Namespace) -> None:
         f"probabilistic: the centroid and the {args.seeds} seeds, one batched call), k + |S| + {SEARCH_MARGIN} neighbours, "
         f"one thread, interleaved with the measured calls ({args.inproc_campaigns} campaigns x {args.reps}).",
         "",
-        "`engine.expand` = request in, `ExpandResponse` out (what the service runs); `expand_audience` = the",
-        "ranking alone (seeds resolved, searches, exact re-scoring, result arrays).",
+        "`engine.expand_body` = request in, response body out (what the service's `/expand` runs, the JSON",
+        "bytes included); `engine.expand` = the same answer as a validated `ExpandResponse` (library callers);",
+        "`expand_audience` = the ranking alone (seeds resolved, searches, exact re-scoring, result arrays).",
         "",
-        "| aggregation | engine.expand ms | ratio | expand_audience ms | ratio | floor ms | engine ratio to the mean floor |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| aggregation | engine.expand_body ms | ratio | engine.expand ms | ratio | expand_audience ms | ratio | floor ms |"
+        " service ratio to the mean floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for agg in AGGREGATIONS:
         r = ip[agg]
-        lines.append(f"| {agg} | {r['ms']:.3f} | {r['ratio']:.2f} | {r['expand_audience_ms']:.3f} | {r['expand_audience_ratio']:.2f} | "
+        lines.append(f"| {agg} | {r['ms']:.3f} | {r['ratio']:.2f} | {r['expand_response_ms']:.3f} | {r['expand_response_ratio']:.2f} | "
+                     f"{r['expand_audience_ms']:.3f} | {r['expand_audience_ratio']:.2f} | "
                      f"{r['floor_ms']:.3f} | {r.get('ratio_to_mean_floor', r['ratio']):.1f} |")
     if http:
         lines += [
@@ -481,13 +496,15 @@ def done_when(result: dict) -> list[dict]:
     http32 = (result.get("http") or {}).get("levels", {}).get("32")
     out = [
         {"target": "in process, mean: <= 1.5x the index-search floor",
-         "measured": f"engine.expand {ip['mean']['ratio']:.2f}x; expand_audience {ip['mean']['expand_audience_ratio']:.2f}x",
+         "measured": f"engine.expand_body (the service's path) {ip['mean']['ratio']:.2f}x; "
+                     f"engine.expand (ExpandResponse) {ip['mean']['expand_response_ratio']:.2f}x; "
+                     f"expand_audience {ip['mean']['expand_audience_ratio']:.2f}x",
          "met": ip["mean"]["ratio"] <= 1.5},
     ]
     for agg in ("max", "probabilistic"):
         r = ip[agg]
         out.append({"target": f"in process, {agg}: <= 3x the index-search floor",
-                    "measured": f"engine.expand {r['ratio']:.2f}x its own searches (centroid + seeds), "
+                    "measured": f"engine.expand_body {r['ratio']:.2f}x its own searches (centroid + seeds), "
                                 f"{r['ratio_to_mean_floor']:.1f}x the one-centroid floor",
                     "met": r["ratio"] <= 3.0})
     if http32:
@@ -517,6 +534,8 @@ def main() -> None:
     parser.add_argument("--batch-campaigns", type=int, default=1000)
     parser.add_argument("--identity-checks", type=int, default=50, help="batch campaigns re-run online on a flat index")
     parser.add_argument("--requests", type=int, default=2000, help="HTTP requests per concurrency level (bounded)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="config override key=value for the engine and the service (e.g. serving.metrics=false)")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-cli", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serving.md"))
@@ -527,9 +546,10 @@ def main() -> None:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     host = machine()
     print(f"machine: {host}", flush=True)
-    cfg = GlomConfig()
+    cfg = load_config(None, args.overrides)
     s = cfg.serving
     settings = (f"serving.index_kind={s.index_kind}, index_nprobe={s.index_nprobe or 'default (16)'}, workers={s.workers}, "
+                f"metrics={s.metrics}, "
                 f"threads={s.threads}, search_threads={s.search_threads}, access_log={s.access_log}")
     n = args.users
     emb, labels = clustered_embeddings(n, args.dim, args.clusters, seed=n)

@@ -93,3 +93,31 @@ def test_index_and_thread_settings_come_from_the_serving_config():
         threadpool_limits(limits=before)
         faiss.omp_set_num_threads(before)
     assert GlomConfig().serving.workers == "cpu_count" and GlomConfig().serving.threads == 1
+
+
+@pytest.mark.parametrize(
+    "request_fields",
+    [
+        {"seed_ids": ["u1", "u2", "ghost"]},
+        {"seed_ids": ["u3"], "k": 5, "aggregation": "max", "campaign": "c"},
+        {"seed_ids": ["u4", "u5"], "threshold": 0.1},
+        {"seed_ids": ["u6", "u7"], "k": 4, "explain": True},
+    ],
+)
+def test_http_body_is_the_json_of_the_validated_response(engine, request_fields):
+    """The service encodes /expand straight from the ranking; it must say exactly what ExpandResponse says."""
+    import json
+
+    request = ExpandRequest(**request_fields)
+    body = json.loads(engine.expand_body(request))
+    assert body == engine.expand(request).model_dump(mode="json")
+    assert body["n_lookalikes"] == len(body["lookalikes"]) > 0
+
+
+def test_http_body_redacts_unknown_seeds_the_filter_refuses(engine):
+    import json
+
+    request = ExpandRequest(seed_ids=["u1", "raw-account-42", "f" * 16])
+    assert json.loads(engine.expand_body(request))["unknown_seeds"] == ["raw-account-42", "f" * 16]
+    kept = json.loads(engine.expand_body(request, lambda s: s.startswith("f")))["unknown_seeds"]
+    assert kept == ["f" * 16]
