@@ -307,7 +307,8 @@ def metric_key(*parts: str) -> str:
 
 
 def summary_metrics(result: EvaluationResult) -> dict[str, float]:
-    """``{"pr_auc.glom-attn1": mean, "pr_auc_std.glom-attn1": std, "seconds.glom-attn1": ...}``; NaNs left out."""
+    """``{"pr_auc.glom-attn1": mean, "pr_auc_std.glom-attn1": std, "seconds.glom-attn1": ..., "coverage.glom-attn1": ...}``;
+    NaNs left out."""
     out: dict[str, float] = {}
     for model, row in result.summary().items():
         for key in (*METRIC_NAMES, "seconds", "fit_seconds", "score_seconds", "peak_rss_mb"):
@@ -316,4 +317,6 @@ def summary_metrics(result: EvaluationResult) -> dict[str, float]:
                 if math.isfinite(value):
                     out[metric_key(f"{key}{suffix}", model)] = float(value)
         out[metric_key("runs_ok", model)] = float(row["runs_ok"])
+        if math.isfinite(row["coverage"]):  # share of the campaigns' audience the model scored
+            out[metric_key("coverage", model)] = float(row["coverage"])
     return out

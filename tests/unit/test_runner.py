@@ -129,6 +129,7 @@ def test_report_files_and_mlflow_run(evaluated, tmp_path: Path) -> None:
     assert metrics[f"pr_auc.{svd_key}"] == pytest.approx(result.summary()[SVD]["pr_auc"]["mean"])
     assert "pr_auc.random" in metrics and "precision.random" in metrics
     assert "seconds.random" in metrics and f"runs_ok.{svd_key}" in metrics
+    assert metrics["coverage.random"] == pytest.approx(result.summary()["random"]["coverage"])
     assert run.data.params["evaluate.runs"] == "2" and run.data.params["pm.dim"] == "8"
     assert "boom" in run.data.tags[f"failed.{svd_key.replace('SvdLookalikeModel', 'BrokenModel')}"]
     history = client.get_metric_history(run_id, f"sweep.pm.dim.recall_at_k.{svd_key}")
