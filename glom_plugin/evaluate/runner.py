@@ -316,6 +316,8 @@ def _data_summary(data: LookalikeData, n_held_out: int) -> dict[str, int]:
         "n_similarity": len(data.similarity),
         "n_held_out_edges": n_held_out,
         "has_user_profiles": int(data.user_profile_embeddings is not None),
+        "n_outside_users": data.n_outside,  # outside the graph, with a training row: scored by fold-in
+        "n_outside_edges": len(data.outside_edges),
     }
 
 

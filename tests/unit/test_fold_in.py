@@ -225,6 +225,7 @@ def test_evaluation_coverage_column_per_model(tmp_path: Path) -> None:
     expected = np.mean([(c["n_positives"]) / c["n_audience"] for c in audience])
     assert covering == pytest.approx(expected)
     assert "coverage" in markdown_table(result)
+    assert result.runs[0].data["n_outside_users"] == 2  # o-keep and o-neg; o-only has no row left
     assert json.loads(json.dumps(result.to_json(), default=str))["summary"]["graph-constraint"]["coverage"] == pytest.approx(blind)
 
 
