@@ -267,3 +267,23 @@ def test_glom_expand_returns_the_outside_user(tmp_path: Path, fitted_pm, communi
     cfg = _config(**{"expand.top_k": data.n_users})
     run_expand_stage(cfg, layout, seeds, tmp_path / "out.csv", model_name="pm")
     assert NEW_USER in pd.read_csv(tmp_path / "out.csv")["user_id"].tolist()
+
+
+def test_the_sampled_protocol_and_graph_users_scores_do_not_change_with_outside_users(tmp_path: Path) -> None:
+    from glom_plugin.evaluate.runner import run_evaluation
+    from glom_plugin.storage import write_parquet
+
+    per_task = {}
+    for variant in ("with", "without"):
+        root = tmp_path / variant
+        cfg = small_config(root, **{"evaluate.candidates": "sampled", "evaluate.runs": 1})
+        tables, _ = _tables_with_outside(cfg)
+        layout = RunLayout.at(root)
+        write_parquet(tables.interactions, layout.interactions)
+        write_parquet(tables.items, layout.items)
+        write_parquet(tables.polarity, layout.polarity_edges)
+        if variant == "with":
+            write_parquet(tables.outside.assign(rating=1.0), layout.outside_interactions)
+        result = run_evaluation(cfg, layout, ["cosine-centroid", "lr", "segments", "similarity-jaccard-prob"])
+        per_task[variant] = {m: [t.metrics for t in result.runs[0].models[m].tasks] for m in result.model_names}
+    assert per_task["with"] == per_task["without"]
