@@ -45,7 +45,8 @@ class DataConfig(_Section):
     max_line_bytes: int = Field(64 << 20, ge=1024)
     # Refuse to hash ids with the public development salt when $GLOM_ID_SALT is unset (`glom --strict`).
     require_salt: bool = False
-    # Users/items with fewer interactions are dropped (counted, not silent) before graph building.
+    # Users/items with fewer interactions are left out of the graph (counted, not silent); the left-out
+    # users' rows on kept items stay in ingest/outside_interactions.parquet and models score them by fold-in.
     min_user_interactions: int = 2
     min_item_interactions: int = 2
     # Size of the generated default dataset (number of reviews).
