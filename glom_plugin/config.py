@@ -386,6 +386,11 @@ class ServingConfig(_Section):
     # BentoML's Prometheus request metrics (/metrics). On by default: operators scrape them. Off, each
     # request skips the metrics middleware (benchmarks/results/serving.md measures both).
     metrics: bool = True
+    # OpenTelemetry spans per request. BentoML's default tracing.sample_rate is 0, so its ASGI middleware
+    # built 4-5 spans per request and dropped them all: ~40% of a /expand worker's CPU in a profile of
+    # this service (benchmarks/results/serving.md). Off = every route is on the middleware's excluded list;
+    # an operator who exports traces sets this true and BentoML's tracing config (exporter, sample_rate).
+    trace_requests: bool = False
     # The front door (serving/guard.py): API keys come from this environment variable (comma-separated;
     # unset or empty = no auth), never from a file; bodies over max_body_bytes get 413; a request still
     # running after request_timeout_s gets 504.

@@ -60,6 +60,8 @@ CampaignRequest = request_model(LIMITS)
 # Adaptive batching's latency budget: BentoML sheds (503) requests it predicts will exceed it, so it is
 # generous — the dispatcher still waits only as long as its cost model says merging pays off.
 BATCH_MAX_LATENCY_MS = 10_000
+# serving.trace_requests = false: a pattern the OpenTelemetry middleware's exclude list matches for every URL
+UNTRACED_ROUTES = ".*"
 
 
 class BadRequest(BentoMLException):
@@ -89,6 +91,7 @@ def strict_input(func: Callable[..., object]) -> type[bentoml.IODescriptor]:
     threads=LIMITS.threads,
     logging={"access": {"enabled": LIMITS.access_log}},
     metrics={"enabled": LIMITS.metrics},
+    **({} if LIMITS.trace_requests else {"tracing": {"excluded_urls": [UNTRACED_ROUTES]}}),
 )
 class LookalikeService:
     def __init__(self) -> None:
