@@ -107,3 +107,131 @@ def retrieval_with_outside(
     vectors = np.asarray(embeddings, dtype=np.float32)
     mean = vectors.mean(axis=0, keepdims=True) if center and len(vectors) else np.float32(0.0)
     return np.concatenate([trained, np.asarray(outside, dtype=np.float32) - mean])
+
+
+# --- GLM (§3.6): outside users through the trained layers -------------------------------------------------
+
+GLM_FOLD_KEYS: tuple[str, ...] = (
+    "glm_fold_items", "glm_fold_relations", "glm_fold_weights", "glm_fold_biases", "glm_fold_attention",
+    "glm_fold_translation", "glm_fold_relation_ids", "glm_fold_initial_items",
+)
+
+
+def outside_liked(edges: pd.DataFrame) -> np.ndarray:
+    """The ratings-only like rule of §3.3 (``graph/polarity.py``): r̃ ≥ 0.5 and r̃ ≥ the user's mean r̃."""
+    rating = edges["rating_norm"].to_numpy(dtype=np.float64)
+    users = edges["user_idx"].to_numpy(dtype=np.int64)
+    if not len(users):
+        return np.zeros(0, dtype=bool)
+    mean = np.bincount(users, weights=rating) / np.maximum(np.bincount(users), 1)
+    return (rating >= 0.5) & (rating >= mean[users] - 1e-9)
+
+
+class GlmFoldIn:
+    """A user outside the graph through GLM's trained layers, as the graph's users went (Eq. 3-8):
+
+        h_u^0 = translation fold-in over PM's h^0 (h_u + r ≈ h_i)
+        m_u^l = AGG over u's items i of the knowledge queries h_i^{l-1} + r^{l-1} of the reverse
+                relations (interacted_by, and liked_by or disliked_by by the §3.3 rating rule)
+        h_u^l = W^l (h_u^{l-1} + m_u^l) + b^l
+
+    with AGG the model's aggregator (mean, Eq. 3; inner-product or learned attention, Eq. 4-7). The items'
+    states per layer h_i^{l-1}, the relation tables r^{l-1} and the layer weights come from the fitted
+    GLM; an outside user is a leaf (it sends nothing back), so the graph users' vectors do not move. It
+    ignores the user-user ``similar`` queries (an outside user has no Pearson neighbours in the graph).
+    Measured on Digital Music with data.min_user_interactions=3 (realistic protocol, 1 run): glom-seedset
+    PR-AUC 0.111 with this fold-in against 0.079 with the translation fold-in over h^L, same coverage.
+    """
+
+    def __init__(self, state: dict[str, np.ndarray], aggregator: str) -> None:
+        self.items = np.asarray(state["glm_fold_items"], dtype=np.float64)  # (L, n_items, d): h_i^{l-1}
+        self.relations = np.asarray(state["glm_fold_relations"], dtype=np.float64)  # (L, R, d): r^{l-1}
+        self.weights = np.asarray(state["glm_fold_weights"], dtype=np.float64)  # (L, d, d)
+        self.biases = np.asarray(state["glm_fold_biases"], dtype=np.float64)  # (L, d)
+        self.attention = np.asarray(state["glm_fold_attention"], dtype=np.float64)  # (L, 2d) for attn2
+        self.translation = np.asarray(state["glm_fold_translation"], dtype=np.float64)  # (d,): r̂ over h^0
+        self.initial = np.asarray(state["glm_fold_initial_items"], dtype=np.float64)  # (n_items, d): PM's h^0
+        ids = np.asarray(state["glm_fold_relation_ids"], dtype=np.int64)  # interacted_by, liked_by, disliked_by
+        self.interacted_by, self.liked_by, self.disliked_by = (int(x) for x in ids)
+        self.aggregator = aggregator
+
+    @classmethod
+    def state_from(cls, glm: object, data: object) -> dict[str, np.ndarray]:
+        """The arrays ``__init__`` needs, from a fitted ``GLMResult`` and the data it was fitted on."""
+        import torch
+
+        from glom_plugin.models.glm import build_message_graph
+
+        model, triples = glm.model, glm.triples  # type: ignore[attr-defined]
+        n_users = data.n_users  # type: ignore[attr-defined]
+        graph = build_message_graph(triples, "torch", model.node.device)
+
+        def array(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy().astype(np.float32)
+
+        items, relations, weights, biases, attention = [], [], [], [], []
+        with torch.no_grad():
+            h, r = model.node, model.relation
+            h0 = array(h)
+            for layer in model.layers:
+                items.append(array(h[n_users:]))
+                relations.append(array(r))
+                weights.append(array(layer.linear.weight))
+                biases.append(array(layer.linear.bias))
+                a = getattr(layer.aggregator, "a", None)
+                attention.append(np.zeros(2 * h.shape[1], np.float32) if a is None else array(a))
+                h, r = layer(graph, h, r)
+        names = list(triples.relation_names)
+
+        def rid(name: str) -> int:
+            return names.index(name) if name in names else -1
+
+        dim = h0.shape[1]
+        return {
+            "glm_fold_items": np.stack(items) if items else np.zeros((0, data.n_items, dim), np.float32),  # type: ignore[attr-defined]
+            "glm_fold_relations": np.stack(relations) if relations else np.zeros((0, len(names), dim), np.float32),
+            "glm_fold_weights": np.stack(weights) if weights else np.zeros((0, dim, dim), np.float32),
+            "glm_fold_biases": np.stack(biases) if biases else np.zeros((0, dim), np.float32),
+            "glm_fold_attention": np.stack(attention) if attention else np.zeros((0, 2 * dim), np.float32),
+            "glm_fold_translation": empirical_translation(h0[:n_users], h0[n_users:], data.edges).astype(np.float32),  # type: ignore[attr-defined]
+            "glm_fold_relation_ids": np.array([rid("interacted_by"), rid("liked_by"), rid("disliked_by")], np.int64),
+            "glm_fold_initial_items": h0[n_users:],
+        }
+
+    def embed(self, edges: pd.DataFrame, n_rows: int) -> np.ndarray:
+        """h^L of the ``n_rows`` users of ``edges`` (user_idx, item_idx, rating_norm), float32."""
+        users = edges["user_idx"].to_numpy(dtype=np.int64)
+        items = edges["item_idx"].to_numpy(dtype=np.int64)
+        rows = sp.csr_matrix((np.ones(len(users)), (users, items)), shape=(n_rows, len(self.initial)))
+        h = _row_mean(rows, self.initial)[0] - self.translation
+        liked = outside_liked(edges)
+        for layer in range(len(self.weights)):
+            item_h, rel = self.items[layer], self.relations[layer]
+            query_users, queries = [users], [item_h[items] + rel[self.interacted_by]]
+            if self.liked_by >= 0 and self.disliked_by >= 0:
+                query_users.append(users)
+                queries.append(item_h[items] + np.where(liked[:, None], rel[self.liked_by], rel[self.disliked_by]))
+            who, q = np.concatenate(query_users), np.concatenate(queries)
+            message = self._aggregate(who, q, h, layer)
+            h = (h + message) @ self.weights[layer].T + self.biases[layer]
+        return h.astype(np.float32)
+
+    def _aggregate(self, who: np.ndarray, queries: np.ndarray, h: np.ndarray, layer: int) -> np.ndarray:
+        """m_u over u's incoming queries: the mean (Eq. 3) or a softmax-weighted sum (Eq. 4-7)."""
+        if self.aggregator == "mean":
+            weight = np.ones(len(who))
+        else:
+            if self.aggregator == "attn1":  # Eq. 6: e = Q^T h_u
+                logits = (queries * h[who]).sum(axis=1)
+            else:  # Eq. 7: e = LeakyReLU(a^T [Q || h_u])
+                dim = h.shape[1]
+                a = self.attention[layer]
+                logits = queries @ a[:dim] + h[who] @ a[dim:]
+                logits = np.where(logits > 0, logits, 0.2 * logits)
+            top = np.full(len(h), -np.inf)
+            np.maximum.at(top, who, logits)
+            weight = np.exp(logits - top[who])
+        total = np.bincount(who, weights=weight, minlength=len(h))
+        out = np.zeros_like(h)
+        np.add.at(out, who, weight[:, None] * queries)
+        return out / np.maximum(total, 1e-12)[:, None]

@@ -7,9 +7,14 @@ run-directory stages that train it with checkpoints and PM reuse are ``glom_plug
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from glom_plugin.config import GlomConfig
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.models.base import EmbeddingLookalikeModel
+from glom_plugin.models.fold_in import GLM_FOLD_KEYS, GlmFoldIn
 from glom_plugin.models.training import GLMResult, PMResult, fit_glm, fit_pm
 
 
@@ -28,11 +33,30 @@ class GlomModel(EmbeddingLookalikeModel):
     GLM keeps its training only while held-out lookalike retrieval improves (``glm.select_on``)."""
 
     name = "glom"
-    # h^L keeps the TransE geometry PM gave it: measured on Digital Music, the translation fold-in of a graph
-    # user is closer to its trained vector (centred cosine, mean 0.957) than the buyer-centroid one (0.914)
+    # Users outside the graph go through GLM's trained layers (``GlmFoldIn``). Without those arrays (a
+    # model saved before them): the translation fold-in over h^L, which keeps the TransE geometry PM gave
+    # it (on Digital Music the translation fold-in of a graph user is closer to its trained vector,
+    # centred cosine 0.957, than the buyer-centroid one, 0.914).
     fold_in_method = "translation"
+    glm_fold_state: dict[str, np.ndarray] | None = None
 
     def _fit(self, data: LookalikeData) -> None:
         self.pm_result, self.glm_result = fit_glom(data, self.config, seed=self.seed, progress=False)
         self.embeddings = self.glm_result.node_embeddings[: data.n_users]
         self.item_embeddings = self.glm_result.node_embeddings[data.n_users :]
+        self.glm_fold_state = GlmFoldIn.state_from(self.glm_result, data)
+
+    def learned_state(self) -> dict[str, Any]:
+        return {**super().learned_state(), **(self.glm_fold_state or {})}
+
+    def restore(self, data: LookalikeData, state: dict[str, Any]) -> GlomModel:
+        super().restore(data, state)
+        fold = {key: np.asarray(state[key]) for key in GLM_FOLD_KEYS if key in state}
+        self.glm_fold_state = fold if len(fold) == len(GLM_FOLD_KEYS) else None
+        return self
+
+    def outside_embeddings(self) -> np.ndarray | None:
+        data = self.data
+        if self.glm_fold_state is None or self.embeddings is None or data is None or not data.n_outside:
+            return super().outside_embeddings()
+        return GlmFoldIn(self.glm_fold_state, self.config.glm.aggregator).embed(data.outside_edges, data.n_outside)

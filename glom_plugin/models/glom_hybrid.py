@@ -27,7 +27,7 @@ from glom_plugin.config import GlomConfig, HybridConfig
 from glom_plugin.expand.aggregation import l2_normalize
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.models.base import Campaign, LookalikeModel
-from glom_plugin.models.fold_in import fold_in, retrieval_with_outside
+from glom_plugin.models.fold_in import GLM_FOLD_KEYS, GlmFoldIn, fold_in, retrieval_with_outside
 from glom_plugin.models.glom import fit_glom
 from glom_plugin.models.lr import RawUserFeatures
 
@@ -37,7 +37,7 @@ class GlomHybridModel(LookalikeModel):
 
     name = "glom-hybrid"
     decision_threshold = 0.5
-    covers_outside = True  # item bag from the user's rows, GLoM embedding folded in (GlomModel.fold_in_method)
+    covers_outside = True  # item bag from the user's rows, GLoM embedding through GLM's layers (GlmFoldIn)
 
     def __init__(self, config: GlomConfig, seed: int = 0) -> None:
         super().__init__(config, seed)
@@ -45,17 +45,24 @@ class GlomHybridModel(LookalikeModel):
         self.raw: RawUserFeatures | None = None
         self.embedding_features: np.ndarray | None = None
         self.glom_embeddings: np.ndarray | None = None
+        self.glm_fold_state: dict[str, np.ndarray] | None = None
 
     def _fit(self, data: LookalikeData) -> None:
         _, glm = fit_glom(data, self.config, seed=self.seed, progress=False)
-        self.fit_embeddings(data, glm.node_embeddings[: data.n_users])
+        self.fit_embeddings(data, glm.node_embeddings[: data.n_users], GlmFoldIn.state_from(glm, data))
 
-    def fit_embeddings(self, data: LookalikeData, user_embeddings: np.ndarray) -> GlomHybridModel:
-        """The campaign-agnostic part given GLoM user embeddings (lets a caller reuse one GLoM fit)."""
+    def fit_embeddings(
+        self, data: LookalikeData, user_embeddings: np.ndarray, glm_fold_state: dict[str, np.ndarray] | None = None
+    ) -> GlomHybridModel:
+        """The campaign-agnostic part given GLoM user embeddings (lets a caller reuse one GLoM fit) and, for
+        users outside the graph, GLM's layers (``GlmFoldIn``; without them: buyer centroids)."""
         self._remember(data)
         self.glom_embeddings = np.asarray(user_embeddings, dtype=np.float32)
+        self.glm_fold_state = glm_fold_state
         outside = None
-        if data.n_outside:  # users outside the graph: GLoM's fold-in from their items (models/fold_in.py)
+        if data.n_outside and glm_fold_state is not None:  # users outside the graph: GLoM's fold-in
+            outside = GlmFoldIn(glm_fold_state, self.config.glm.aggregator).embed(data.outside_edges, data.n_outside)
+        elif data.n_outside:
             outside = fold_in("buyers", data.outside_item_matrix(), self.glom_embeddings, data.user_item_matrix())
         self.embedding_features = l2_normalize(
             retrieval_with_outside(self.glom_embeddings, self.config.expand.center, outside)
@@ -65,13 +72,15 @@ class GlomHybridModel(LookalikeModel):
         return self
 
     def learned_state(self) -> dict[str, object]:
-        """GLoM's user embeddings h^L; the item bag is a function of the data."""
+        """GLoM's user embeddings h^L and GLM's fold-in arrays; the item bag is a function of the data."""
         if self.glom_embeddings is None:
             raise RuntimeError(f"{self.name}: fit() must run before saving")
-        return {"glom_embeddings": self.glom_embeddings}
+        return {"glom_embeddings": self.glom_embeddings, **(self.glm_fold_state or {})}
 
     def restore(self, data: LookalikeData, state: dict[str, object]) -> GlomHybridModel:
-        return self.fit_embeddings(data, np.asarray(state["glom_embeddings"]))
+        fold = {key: np.asarray(state[key]) for key in GLM_FOLD_KEYS if key in state}
+        return self.fit_embeddings(data, np.asarray(state["glom_embeddings"]),
+                                   fold if len(fold) == len(GLM_FOLD_KEYS) else None)
 
     def features(self, users: np.ndarray, hide_item: int | None) -> sp.csr_matrix:
         if self.embedding_features is None:

@@ -26,8 +26,7 @@ from glom_plugin.layout import RunLayout
 from glom_plugin.models.artifact import TrainedModel
 from glom_plugin.models.base import LookalikeModel
 from glom_plugin.models.checkpoint import EpochCheckpoint, fingerprint, without_epochs
-from glom_plugin.models.fold_in import fold_in, retrieval_with_outside
-from glom_plugin.models.glom import GlomModel
+from glom_plugin.models.fold_in import GlmFoldIn, retrieval_with_outside
 from glom_plugin.models.kg import KnowledgeTriples, load_knowledge_triples
 from glom_plugin.models.training import GLMResult, PMResult, fit_glm, fit_pm
 
@@ -222,11 +221,11 @@ def _fit_glom_staged(cfg: GlomConfig, layout: RunLayout, resume: bool) -> GlomFi
     triples = None if pm is not None else training_triples(cfg, layout, data)  # PM's are the artifact's
     glm = fit_glm(data, cfg, seed=cfg.seed, pm=pm, triples=triples, checkpoint=glm_ckpt)
     fitted = GlomFit(data, pm, glm)
-    users, items = glm.node_embeddings[: data.n_users], glm.node_embeddings[data.n_users :]
-    # users outside the graph folded in as GlomModel does (models/fold_in.py), so batch jobs and Feast
-    # reading this artifact see the same users the saved model expands to
-    outside = fold_in(GlomModel.fold_in_method, data.outside_item_matrix(), users, data.user_item_matrix(),
-                      items, data.edges) if data.n_outside else None
+    users = glm.node_embeddings[: data.n_users]
+    # users outside the graph through GLM's layers, as GlomModel folds them in (models/fold_in.py), so batch
+    # jobs and Feast reading this artifact see the same users the saved model expands to
+    outside = GlmFoldIn(GlmFoldIn.state_from(glm, data), cfg.glm.aggregator).embed(
+        data.outside_edges, data.n_outside) if data.n_outside else None
     TrainedModel(
         model_name="glom-seedset" if cfg.glm.objective == "seedset" else f"glom-{cfg.glm.aggregator}",
         user_ids=data.all_user_ids,
@@ -260,12 +259,14 @@ def _train_glom(model: LookalikeModel, layout: RunLayout, resume: bool) -> dict[
     model._remember(fitted.data)
     model.embeddings = nodes[: fitted.data.n_users]  # type: ignore[attr-defined]
     model.item_embeddings = nodes[fitted.data.n_users :]  # type: ignore[attr-defined]
+    model.glm_fold_state = GlmFoldIn.state_from(fitted.glm, fitted.data)  # type: ignore[attr-defined]
     return fitted.metrics()
 
 
 def _train_glom_hybrid(model: LookalikeModel, layout: RunLayout, resume: bool) -> dict[str, Any]:
     fitted = _fit_glom_staged(model.config, layout, resume)
-    model.fit_embeddings(fitted.data, fitted.glm.node_embeddings[: fitted.data.n_users])  # type: ignore[attr-defined]
+    model.fit_embeddings(fitted.data, fitted.glm.node_embeddings[: fitted.data.n_users],  # type: ignore[attr-defined]
+                         GlmFoldIn.state_from(fitted.glm, fitted.data))
     return fitted.metrics()
 
 
