@@ -94,9 +94,6 @@ class LookalikeData:
     def user_index(self) -> dict[str, int]:
         return {uid: i for i, uid in enumerate(self.user_ids)}
 
-    def without_outside(self) -> LookalikeData:
-        return replace(self, outside_user_ids=np.empty(0, dtype=object), outside_edges=empty_outside_edges())
-
     def with_profiles(self, user_embeddings: np.ndarray | None, item_embeddings: np.ndarray | None) -> LookalikeData:
         return replace(self, user_profile_embeddings=user_embeddings, item_profile_embeddings=item_embeddings)
 

@@ -13,7 +13,7 @@ the BentoML service all ask them through the same two methods:
   evaluation protocol's campaign (``population_campaign``), so what is served is what was measured.
 
 Users outside the trained graph (``LookalikeData.outside_user_ids``: dropped by the minimum-interactions
-filter, or arrived after training) are rows ``n_graph_users ..`` of the scoring index. A model that can
+filter, or arrived after training) are rows ``data.n_users ..`` of the scoring index. A model that can
 score them from their item rows sets ``covers_outside``: its ``user_ids`` / ``n_users`` then count them,
 ``expand`` returns them and the evaluation ranks them; embedding models fold them in (``models/fold_in.py``).
 A model that cannot leaves them out, and the evaluation's coverage column says so.
@@ -97,7 +97,7 @@ class LookalikeModel(ABC):
     kind: ClassVar[ModelKind] = "per-campaign"
     # Score above which a candidate counts as expanded (for precision/recall at threshold); None = rank only.
     decision_threshold: float | None = None
-    # Scores users outside the trained graph from their item rows (rows n_graph_users.. of every campaign).
+    # Scores users outside the trained graph from their item rows (rows data.n_users.. of every campaign).
     covers_outside: ClassVar[bool] = False
 
     def __init__(self, config: GlomConfig, seed: int = 0) -> None:
@@ -171,11 +171,6 @@ class LookalikeModel(ABC):
         """How many users this model scores (rows 0..n_users-1 of a campaign)."""
         data = self._fitted()
         return data.n_users + (data.n_outside if self.covers_outside else 0)
-
-    @property
-    def n_graph_users(self) -> int:
-        """Users of the trained graph (the rows before the outside users)."""
-        return self._fitted().n_users
 
     def user_index(self) -> dict[str, int]:
         """hashed user id -> row, built once per fit."""

@@ -28,6 +28,14 @@ from tests.unit.evaluate_fixtures import make_tables, small_config
 NEW_USER = "u-new"  # one purchase only: the filter (min_user_interactions = 2) keeps it out of the graph
 
 
+def _graph_only(data):
+    from dataclasses import replace
+
+    from glom_plugin.graph.dataset import empty_outside_edges
+
+    return replace(data, outside_user_ids=np.empty(0, dtype=object), outside_edges=empty_outside_edges())
+
+
 def _config(**overrides: object) -> GlomConfig:
     base = {"pm.use_profiles": False, "pm.dim": 16, "pm.epochs": 40, "similarity.min_corated": 2,
             "expand.min_seeds": 1, "evaluate.negative_ratio": 2}
@@ -56,7 +64,7 @@ def test_only_users_outside_the_graph_with_items_it_knows_become_outside_users(c
     assert data.outside_user_ids.tolist() == [NEW_USER]
     assert data.outside_edges[["user_idx", "item_idx"]].to_numpy().tolist() == [[0, 0]]
     assert data.all_user_ids[-1] == NEW_USER and len(data.all_user_ids) == data.n_users + 1
-    other = with_outside_users(data.without_outside(), pd.DataFrame(
+    other = with_outside_users(_graph_only(data), pd.DataFrame(
         {"user_id": ["x", "x"], "item_id": ["i001", "no-such-item"], "rating_norm": [0.5, 0.5]}))
     assert other.outside_user_ids.tolist() == ["x"] and other.outside_edges["item_idx"].tolist() == [1]
 
@@ -120,7 +128,7 @@ def test_folded_in_users_are_in_the_index_and_trained_vectors_do_not_move(fitted
     assert vectors.shape[0] == data.n_users + 1
     # graph users' retrieval vectors are exactly those of the model without outside users
     alone = create_model("pm", _config(), seed=0)
-    alone.restore(data.without_outside(), model.learned_state())
+    alone.restore(_graph_only(data), model.learned_state())
     np.testing.assert_array_equal(vectors[: data.n_users], alone.user_embeddings())
     assert alone.n_users == data.n_users and NEW_USER not in alone.user_ids
     index = build_index(vectors, kind="flat")
