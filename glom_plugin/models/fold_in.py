@@ -15,6 +15,11 @@ Two ways to place such a row in a model's user space:
   user propagation that graph models already perform, so the vector lies in the span the retrieval
   compares. Items without a trained buyer are skipped; a user left with none gets the trained users'
   mean, i.e. a neutral 0 cosine after centring, rather than a made-up direction.
+- ``GlmFoldIn`` (GLoM, §3.6): h^0 by translation over PM's vectors, then GLM's trained layers over the
+  knowledge queries of the user's items, as the graph's users were propagated.
+
+Which model uses which: ``EmbeddingLookalikeModel.fold_in_method`` (PM: translation; LightGCN, GraphSAGE:
+buyers) and ``GlomModel`` / ``GlomHybridModel`` (GLM's layers).
 """
 
 from __future__ import annotations
