@@ -16,6 +16,7 @@ from glom_plugin.expand.expander import expand_audience
 from glom_plugin.expand.index import build_index
 from glom_plugin.models.artifact import TrainedModel
 from glom_plugin.platform import mlflow_registry as reg
+from glom_plugin.serving.schemas import ExpandResponse
 
 from .platform_support import bentoml_serve
 
@@ -190,3 +191,17 @@ def test_bad_requests_are_4xx_with_a_reason(served, path, body, needle):
 def test_malformed_json_is_400(served):
     response = served[0].post("/expand", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 400
+
+
+def test_expand_answers_json_and_is_counted_by_the_prometheus_metrics(served):
+    """The body the service encodes itself is JSON of the declared shape, and serving.metrics (on by
+    default) still counts /expand for an operator's scraper."""
+    client, champion, _, _ = served
+    response = client.post("/expand", json={"seed_ids": champion.user_ids[[5, 6]].tolist(), "k": 3})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
+    assert set(response.json()) == set(ExpandResponse.model_fields)
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    counted = [line for line in metrics.text.splitlines()
+               if line.startswith("bentoml_service_request_total") and 'endpoint="/expand"' in line]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1, metrics.text[:2000]
