@@ -56,7 +56,12 @@ def test_pretrain_train_expand(run, tmp_path):
     trained = run_train_stage(cfg, layout)
     assert trained.model_name == "glom-seedset"  # the default GLM objective (glm.objective=seedset)
     assert trained.metrics["glm"]["train_loss"]  # seed-set epochs ran
-    np.testing.assert_array_equal(trained.user_ids, pm.user_ids)  # same users, reused PM (ids match)
+    # the graph's users first, the reused PM's (ids match); then the users the ingest filter kept out of
+    # the graph, folded in through GLM's layers (models/fold_in.py), each one from the outside table
+    n_graph = len(pm.user_ids)
+    np.testing.assert_array_equal(trained.user_ids[:n_graph], pm.user_ids)
+    outside = set(pd.read_parquet(layout.outside_interactions)["user_id"]) if layout.outside_interactions.exists() else set()
+    assert set(trained.user_ids[n_graph:]) <= outside and not set(trained.user_ids[n_graph:]) & set(pm.user_ids)
     assert np.isfinite(trained.user_embeddings).all()
     assert trained.metrics["relations"]["similar"] > 0
     loaded = TrainedModel.load(layout.glm_dir)

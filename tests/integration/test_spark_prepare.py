@@ -168,7 +168,8 @@ def test_batch_audiences_are_the_local_ones(prepared) -> None:
     data = load_lookalike_data(local)
     pm_cfg = cfg.with_overrides(**{"pm.epochs": 1, "pm.use_profiles": False, "pm.dim": 32})
     model = create_model("pm", pm_cfg, seed=0).fit(data)
-    TrainedModel("pm", data.user_ids, np.asarray(model.user_embeddings(), dtype=np.float32)).save(local.glm_dir)
+    # the model's users: the graph's, then those folded in from outside it (models/fold_in.py)
+    TrainedModel("pm", model.user_ids, np.asarray(model.user_embeddings(), dtype=np.float32)).save(local.glm_dir)
     campaigns = _campaigns(local, local.root / "campaigns.jsonl")
     out_local, out_spark = local.root / "local.parquet", local.root / "spark.parquet"
     summary_local = run_expand_batch_stage(cfg, local, campaigns, out_local, progress=False)
