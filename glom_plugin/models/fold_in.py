@@ -24,9 +24,15 @@ buyers) and ``GlomModel`` / ``GlomHybridModel`` (GLM's layers).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from glom_plugin.graph.dataset import LookalikeData
 
 FOLD_IN_METHODS: tuple[str, ...] = ("translation", "buyers")
 
@@ -202,6 +208,16 @@ class GlmFoldIn:
             "glm_fold_relation_ids": np.array([rid("interacted_by"), rid("liked_by"), rid("disliked_by")], np.int64),
             "glm_fold_initial_items": h0[n_users:],
         }
+
+    @staticmethod
+    def saved_state(state: Mapping[str, object]) -> dict[str, np.ndarray] | None:
+        """The fold-in arrays of a saved model's state, or None when it predates them (not all there)."""
+        fold = {key: np.asarray(state[key]) for key in GLM_FOLD_KEYS if key in state}
+        return fold if len(fold) == len(GLM_FOLD_KEYS) else None
+
+    def embed_outside(self, data: LookalikeData) -> np.ndarray | None:
+        """h^L of ``data``'s users outside the graph (None when it has none)."""
+        return self.embed(data.outside_edges, data.n_outside) if data.n_outside else None
 
     def embed(self, edges: pd.DataFrame, n_rows: int) -> np.ndarray:
         """h^L of the ``n_rows`` users of ``edges`` (user_idx, item_idx, rating_norm), float32."""

@@ -14,7 +14,7 @@ import numpy as np
 from glom_plugin.config import GlomConfig
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.models.base import EmbeddingLookalikeModel
-from glom_plugin.models.fold_in import GLM_FOLD_KEYS, GlmFoldIn
+from glom_plugin.models.fold_in import GlmFoldIn
 from glom_plugin.models.training import GLMResult, PMResult, fit_glm, fit_pm
 
 
@@ -51,12 +51,11 @@ class GlomModel(EmbeddingLookalikeModel):
 
     def restore(self, data: LookalikeData, state: dict[str, Any]) -> GlomModel:
         super().restore(data, state)
-        fold = {key: np.asarray(state[key]) for key in GLM_FOLD_KEYS if key in state}
-        self.glm_fold_state = fold if len(fold) == len(GLM_FOLD_KEYS) else None
+        self.glm_fold_state = GlmFoldIn.saved_state(state)
         return self
 
     def outside_embeddings(self) -> np.ndarray | None:
         data = self.data
         if self.glm_fold_state is None or self.embeddings is None or data is None or not data.n_outside:
             return super().outside_embeddings()
-        return GlmFoldIn(self.glm_fold_state, self.config.glm.aggregator).embed(data.outside_edges, data.n_outside)
+        return GlmFoldIn(self.glm_fold_state, self.config.glm.aggregator).embed_outside(data)

@@ -27,7 +27,7 @@ from glom_plugin.config import GlomConfig, HybridConfig
 from glom_plugin.expand.aggregation import l2_normalize
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.models.base import Campaign, LookalikeModel
-from glom_plugin.models.fold_in import GLM_FOLD_KEYS, GlmFoldIn, fold_in, retrieval_with_outside
+from glom_plugin.models.fold_in import GlmFoldIn, fold_in, retrieval_with_outside
 from glom_plugin.models.glom import fit_glom
 from glom_plugin.models.lr import RawUserFeatures
 
@@ -61,7 +61,7 @@ class GlomHybridModel(LookalikeModel):
         self.glm_fold_state = glm_fold_state
         outside = None
         if data.n_outside and glm_fold_state is not None:  # users outside the graph: GLoM's fold-in
-            outside = GlmFoldIn(glm_fold_state, self.config.glm.aggregator).embed(data.outside_edges, data.n_outside)
+            outside = GlmFoldIn(glm_fold_state, self.config.glm.aggregator).embed_outside(data)
         elif data.n_outside:
             outside = fold_in("buyers", data.outside_item_matrix(), self.glom_embeddings, data.user_item_matrix())
         self.embedding_features = l2_normalize(
@@ -78,9 +78,7 @@ class GlomHybridModel(LookalikeModel):
         return {"glom_embeddings": self.glom_embeddings, **(self.glm_fold_state or {})}
 
     def restore(self, data: LookalikeData, state: dict[str, object]) -> GlomHybridModel:
-        fold = {key: np.asarray(state[key]) for key in GLM_FOLD_KEYS if key in state}
-        return self.fit_embeddings(data, np.asarray(state["glom_embeddings"]),
-                                   fold if len(fold) == len(GLM_FOLD_KEYS) else None)
+        return self.fit_embeddings(data, np.asarray(state["glom_embeddings"]), GlmFoldIn.saved_state(state))
 
     def features(self, users: np.ndarray, hide_item: int | None) -> sp.csr_matrix:
         if self.embedding_features is None:

@@ -224,8 +224,7 @@ def _fit_glom_staged(cfg: GlomConfig, layout: RunLayout, resume: bool) -> GlomFi
     users = glm.node_embeddings[: data.n_users]
     # users outside the graph through GLM's layers, as GlomModel folds them in (models/fold_in.py), so batch
     # jobs and Feast reading this artifact see the same users the saved model expands to
-    outside = GlmFoldIn(GlmFoldIn.state_from(glm, data), cfg.glm.aggregator).embed(
-        data.outside_edges, data.n_outside) if data.n_outside else None
+    outside = GlmFoldIn(GlmFoldIn.state_from(glm, data), cfg.glm.aggregator).embed_outside(data) if data.n_outside else None
     TrainedModel(
         model_name="glom-seedset" if cfg.glm.objective == "seedset" else f"glom-{cfg.glm.aggregator}",
         user_ids=data.all_user_ids,
