@@ -205,6 +205,9 @@ class ExpandConfig(_Section):
     # (glom_plugin/expand/calibration.py); None = return the top k only.
     seed_recall: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int = 1000
+    # Blocks of users `glom expand-batch` and /expand_batch score at once, each with a one-thread BLAS
+    # product (expand/batch.py); None = one per core.
+    batch_threads: int | None = Field(None, ge=1)
     # Compare user embeddings around the population mean (expand/aggregation.py: retrieval_vectors).
     center: bool = True
     # k-anonymity of a campaign: `glom expand` and the service refuse (or warn about) seed lists with

@@ -15,8 +15,13 @@ matrix however many campaigns there are.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,6 +32,7 @@ BLOCK_BYTES = 16 << 20  # one block of float32 scores (32 MB: same speed, +40 MB
 STATE_ENTRIES = 4 << 20  # running (campaign, score, row) entries kept per chunk
 MAX_QUERY_COLUMNS = 8192  # query columns (centroids or seeds) per chunk
 MERGE_FACTOR = 4  # merge buffered entries once they outnumber the kept ones this many times
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -169,9 +175,14 @@ def rank_campaigns(
     block_bytes: int = BLOCK_BYTES,
     state_entries: int = STATE_ENTRIES,
     progress: Callable[[int], None] | None = None,
+    threads: int | None = None,
 ) -> Iterator[BatchRanking]:
     """Each campaign's exact top k (score >= T) over every non-seed user, in input order, chunk by chunk.
 
+    ``threads`` blocks are scored at once (None: one per core), each with a single-threaded BLAS product:
+    the product is all a multi-threaded BLAS would spread over the cores, while the masking and the
+    survivor scan after it are single-threaded NumPy, so one block per core keeps every core busy through
+    both. Survivors are merged in block order, so the answer does not depend on ``threads``.
     ``progress(n_users)`` is called after each block of users of each chunk.
     """
     if aggregation not in AGGREGATIONS:
@@ -179,47 +190,99 @@ def rank_campaigns(
     for campaign in campaigns:
         if len(campaign.seed_rows) == 0 or campaign.k < 1:
             raise ValueError(f"campaign {campaign.name!r}: needs at least one seed and k >= 1")
-    n = len(embeddings)
+    workers = max(1, threads if threads is not None else (os.cpu_count() or 1))
     inverse_norms = _inverse_norms(embeddings)
-    for chunk in campaign_chunks(campaigns, aggregation, state_entries):
-        queries, starts = _queries(embeddings, chunk, aggregation)
-        block = max(1, min(n, block_bytes // (4 * queries.shape[1])))
-        # k + SEARCH_MARGIN per campaign and T - RESCORE_SLACK: the short list that exact_similarity
-        # re-scores, exactly as the online path does (expander.shortlist_ranking)
-        top = _RunningTopK(np.array([min(c.k + SEARCH_MARGIN, n) for c in chunk]))
-        floors = np.array(
-            [_float32_at_least(None if c.threshold is None else c.threshold - RESCORE_SLACK) for c in chunk], dtype=np.float32
+    with ExitStack() as stack:
+        pool = None
+        if workers > 1:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="expand-batch"))
+        for chunk in campaign_chunks(campaigns, aggregation, state_entries):
+            yield from _rank_chunk(embeddings, inverse_norms, chunk, aggregation, block_bytes, progress, pool, workers)
+
+
+def _rank_chunk(
+    embeddings: np.ndarray,
+    inverse_norms: np.ndarray,
+    chunk: list[BatchCampaign],
+    aggregation: str,
+    block_bytes: int,
+    progress: Callable[[int], None] | None,
+    pool: ThreadPoolExecutor | None,
+    workers: int,
+) -> Iterator[BatchRanking]:
+    """One chunk of campaigns: every block of users scored against the chunk's queries, survivors kept."""
+    n = len(embeddings)
+    queries, starts = _queries(embeddings, chunk, aggregation)
+    block = max(1, min(n, block_bytes // (4 * queries.shape[1])))
+    # k + SEARCH_MARGIN per campaign and T - RESCORE_SLACK: the short list that exact_similarity
+    # re-scores, exactly as the online path does (expander.shortlist_ranking)
+    top = _RunningTopK(np.array([min(c.k + SEARCH_MARGIN, n) for c in chunk]))
+    floors = np.array(
+        [_float32_at_least(None if c.threshold is None else c.threshold - RESCORE_SLACK) for c in chunk], dtype=np.float32
+    )
+    seed_rows = np.concatenate([c.seed_rows for c in chunk])
+    seed_campaign = np.repeat(np.arange(len(chunk)), [len(c.seed_rows) for c in chunk])
+    by_row = np.argsort(seed_rows, kind="stable")
+    seed_rows, seed_campaign = seed_rows[by_row], seed_campaign[by_row]
+
+    def block_scores(start: int, stop: int) -> np.ndarray:
+        units = embeddings[start:stop] * inverse_norms[start:stop, None]  # BLAS pass only; re-scored exactly
+        scores = _aggregate(units @ queries, aggregation, starts)
+        lo, hi = np.searchsorted(seed_rows, [start, stop])
+        scores[seed_rows[lo:hi] - start, seed_campaign[lo:hi]] = -np.inf  # seeds are never lookalikes
+        return scores
+
+    def survivors(scores: np.ndarray, start: int, gate: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # flatnonzero + divmod: ~10x faster than a 2-D nonzero over the same block
+        r, c = np.divmod(np.flatnonzero(scores > gate[None, :]), scores.shape[1])
+        return c, scores[r, c], r + start
+
+    def scored_block(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # the gate read here may lag a merge behind: a k-th best so far only ever bounds the final one from
+        # below, so a stale one lets a few more entries through and never drops one that belongs
+        return survivors(block_scores(start, min(n, start + block)), start, np.maximum(top.kth, floors))
+
+    first_stop = min(n, block)
+    scores = block_scores(0, first_stop)
+    gate = floors
+    if top.k_max < first_stop:
+        # nothing kept yet: the block's own k-th best bounds each campaign's final k-th best from below;
+        # ties with it pass (the lower row must be able to win them in the merge)
+        kth = np.partition(scores, first_stop - top.k_max, axis=0)[first_stop - top.k_max]  # one copy, not two
+        gate = np.maximum(gate, np.nextafter(kth, np.float32(-np.inf)))
+    top.add(*survivors(scores, 0, gate))
+    top.merge()  # from here on every campaign's k-th best prunes
+    del scores
+    if progress is not None:
+        progress(first_stop)
+    starts_left = range(first_stop, n, block)
+    if pool is None:
+        results: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]] = map(scored_block, starts_left)
+    else:
+        results = _in_order(pool, scored_block, starts_left, ahead=2 * workers)
+    for start, kept in zip(starts_left, results, strict=True):
+        top.add(*kept)
+        if progress is not None:
+            progress(min(n, start + block) - start)
+    for i, campaign in enumerate(chunk):
+        rows, scores = top.result(i)
+        ascending = np.argsort(rows)
+        seeds = SeedSet.of(embeddings[campaign.seed_rows])
+        rows, scores = shortlist_ranking(
+            embeddings, rows[ascending], scores[ascending], seeds, aggregation, campaign.k, campaign.threshold
         )
-        seed_rows = np.concatenate([c.seed_rows for c in chunk])
-        seed_campaign = np.repeat(np.arange(len(chunk)), [len(c.seed_rows) for c in chunk])
-        by_row = np.argsort(seed_rows, kind="stable")
-        seed_rows, seed_campaign = seed_rows[by_row], seed_campaign[by_row]
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            units = embeddings[start:stop] * inverse_norms[start:stop, None]  # BLAS pass only; re-scored exactly
-            scores = _aggregate(units @ queries, aggregation, starts)
-            lo, hi = np.searchsorted(seed_rows, [start, stop])
-            scores[seed_rows[lo:hi] - start, seed_campaign[lo:hi]] = -np.inf  # seeds are never lookalikes
-            gate = np.maximum(top.kth, floors)
-            first = top.k_max < stop - start and not np.isfinite(top.kth).any()
-            if first:
-                # nothing kept yet: the block's own k-th best bounds each campaign's final k-th best from
-                # below; ties with it pass (the lower row must be able to win them in the merge)
-                rows_here = stop - start
-                kth = np.partition(scores, rows_here - top.k_max, axis=0)[rows_here - top.k_max]  # one copy, not two
-                gate = np.maximum(gate, np.nextafter(kth, np.float32(-np.inf)))
-            # flatnonzero + divmod: ~10x faster than a 2-D nonzero over the same block
-            r, c = np.divmod(np.flatnonzero(scores > gate[None, :]), scores.shape[1])
-            top.add(c, scores[r, c], r + start)
-            if first:
-                top.merge()  # from here on every campaign's k-th best prunes
-            if progress is not None:
-                progress(stop - start)
-        for i, campaign in enumerate(chunk):
-            rows, scores = top.result(i)
-            ascending = np.argsort(rows)
-            seeds = SeedSet.of(embeddings[campaign.seed_rows])
-            rows, scores = shortlist_ranking(
-                embeddings, rows[ascending], scores[ascending], seeds, aggregation, campaign.k, campaign.threshold
-            )
-            yield BatchRanking(campaign, rows, scores)
+        yield BatchRanking(campaign, rows, scores)
+
+
+def _in_order(pool: ThreadPoolExecutor, work: Callable[[int], _T], items: Iterable[int], ahead: int) -> Iterator[_T]:
+    """``map(work, items)`` on ``pool``, in order, with at most ``ahead`` results in flight (bounded memory)."""
+    pending: deque[Future[_T]] = deque()
+    for item in items:
+        pending.append(pool.submit(work, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

@@ -198,7 +198,9 @@ def rank_specs(
         bar = tqdm(total=passes * model.n_users, unit="user", unit_scale=True, desc="expand-batch")
     try:
         for aggregation, campaigns in groups.items():
-            yield from rank_campaigns(model.user_embeddings, campaigns, aggregation, progress=bar.update if bar else None)
+            yield from rank_campaigns(
+                model.user_embeddings, campaigns, aggregation, progress=bar.update if bar else None, threads=cfg.batch_threads
+            )
     finally:
         if bar is not None:
             bar.close()

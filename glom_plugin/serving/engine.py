@@ -293,7 +293,7 @@ class ExpansionEngine:
             campaign = BatchCampaign(request.campaign or str(i), seed_rows, k, threshold)
             groups.setdefault(expand_cfg.aggregation, []).append((i, campaign, used, unknown))
         for aggregation, members in groups.items():
-            rankings = rank_campaigns(embeddings, [m[1] for m in members], aggregation)
+            rankings = rank_campaigns(embeddings, [m[1] for m in members], aggregation, threads=self.cfg.expand.batch_threads)
             for (i, campaign, used, unknown), ranking in zip(members, rankings, strict=True):
                 request = requests[i]
                 explanations = None

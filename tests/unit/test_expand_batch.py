@@ -52,10 +52,13 @@ def online(campaign: BatchCampaign, aggregation: str):
 
 @pytest.mark.parametrize("aggregation", ["mean", "max", "probabilistic"])
 @pytest.mark.parametrize("block_bytes,state_entries", [(1 << 20, 1 << 20), (4096, 300)])
-def test_batch_equals_the_online_path(aggregation, block_bytes, state_entries):
-    """Small blocks and a tiny state force many blocks, several chunks and many merges."""
+@pytest.mark.parametrize("threads", [1, 3])
+def test_batch_equals_the_online_path(aggregation, block_bytes, state_entries, threads):
+    """Small blocks and a tiny state force many blocks, several chunks and many merges; with 3 threads the
+    blocks finish out of order and prune with stale k-th bests, and the answer must not change."""
     chunked = campaigns()
-    got = list(rank_campaigns(MODEL.user_embeddings, chunked, aggregation, block_bytes=block_bytes, state_entries=state_entries))
+    got = list(rank_campaigns(MODEL.user_embeddings, chunked, aggregation, block_bytes=block_bytes,
+                              state_entries=state_entries, threads=threads))
     assert [g.campaign.name for g in got] == [c.name for c in chunked]
     for campaign, ranking in zip(chunked, got, strict=True):
         want = online(campaign, aggregation)
