@@ -48,7 +48,7 @@ for name in "${datasets[@]}"; do
   fi
   "$GLOM" evaluate "${common[@]}" --models "$MODELS" --runs "$RUNS" --protocols "$PROTOCOLS" "${sweep_args[@]}"
   seconds=$(( $(date +%s) - start ))
-  command="OMP_NUM_THREADS=${OMP_NUM_THREADS:-} RUNS=$RUNS TASKS=$TASKS SWEEPS=$SWEEPS SWEEP_RUNS=$SWEEP_RUNS PM_EPOCHS=$PM_EPOCHS GLM_EPOCHS=$GLM_EPOCHS GLM_BATCH=$GLM_BATCH PM_BATCH=$PM_BATCH MODELS=$MODELS PROTOCOLS=$PROTOCOLS EXTRA=\"$EXTRA\" bash benchmarks/quality.sh $name"
+  command="OMP_NUM_THREADS=${OMP_NUM_THREADS:-} RUNS=$RUNS TASKS=$TASKS SWEEPS=$SWEEPS SWEEP_RUNS=$SWEEP_RUNS SWEEP_MODELS=${SWEEP_MODELS:-glom-attn1} PM_EPOCHS=$PM_EPOCHS GLM_EPOCHS=$GLM_EPOCHS GLM_BATCH=$GLM_BATCH PM_BATCH=$PM_BATCH MODELS=$MODELS PROTOCOLS=$PROTOCOLS EXTRA=\"$EXTRA\" bash benchmarks/quality.sh $name"
   first=${PROTOCOLS%%,*}
   IFS=, read -ra protocols <<< "$PROTOCOLS"
   for protocol in "${protocols[@]}"; do

@@ -7,10 +7,12 @@ embeddings, for their part, carry what raw items cannot: profiles, polarity and 
 a dense description of light users whose few items a sparse model barely sees. The hybrid keeps both:
 one L2-regularised logistic regression per campaign on
 
-    x_u = [ TF-IDF bag of u's items (+ categories), as the LR baseline ]  ⊕  w · ĥ_u
+    x_u = [ TF-IDF bag of u's items (+ categories), as the LR baseline ]  ⊕  w · ĥ_u  ⊕  v / (1 + n_u)
 
 where ĥ_u is u's GLoM embedding h^L centred on the user mean and scaled to unit norm (the same vectors
-retrieval compares, ``expand/aggregation.py``) and w is ``hybrid.embedding_weight``. The campaign's own
+retrieval compares, ``expand/aggregation.py``), w is ``hybrid.embedding_weight``, n_u the number of items
+u bought and v ``hybrid.evidence_weight``: unit-norm rows make a one-item user look as sure as a heavy
+one, and the last column lets the classifier learn how far to trust thin histories. The campaign's own
 item is hidden from the bag, as in the LR baseline. With ``class_weight="balanced"`` the 1:10
 seed:non-seed ratio is reweighted, so 0.5 reads "more likely a seed than a non-seed".
 
@@ -46,6 +48,7 @@ class GlomHybridModel(LookalikeModel):
         self.embedding_features: np.ndarray | None = None
         self.glom_embeddings: np.ndarray | None = None
         self.glm_fold_state: dict[str, np.ndarray] | None = None
+        self.user_items: sp.csr_matrix | None = None
 
     def _fit(self, data: LookalikeData) -> None:
         _, glm = fit_glom(data, self.config, seed=self.seed, progress=False)
@@ -69,7 +72,18 @@ class GlomHybridModel(LookalikeModel):
         )
         lr = self.config.baselines.lr
         self.raw = RawUserFeatures(data, lr.features, lr.use_categories) if self.settings.item_bag else None
+        self.user_items = data.all_user_item_matrix().astype(bool).astype(np.float32).tocsr()
         return self
+
+    def evidence(self, users: np.ndarray, hide_item: int | None) -> np.ndarray:
+        """1 / (1 + items bought) of ``users``, without ``hide_item``: every seed bought the campaign's item
+        and no candidate's purchase of it is in the graph, so counting it would tell seeds apart."""
+        if self.user_items is None:
+            raise RuntimeError(f"{self.name}: fit() must run before scoring")
+        counts = np.diff(self.user_items.indptr)[users].astype(np.float64)
+        if hide_item is not None:
+            counts -= np.asarray(self.user_items[users, hide_item].todense()).ravel()
+        return 1.0 / (1.0 + counts)
 
     def learned_state(self) -> dict[str, object]:
         """GLoM's user embeddings h^L and GLM's fold-in arrays; the item bag is a function of the data."""
@@ -84,9 +98,10 @@ class GlomHybridModel(LookalikeModel):
         if self.embedding_features is None:
             raise RuntimeError(f"{self.name}: fit() must run before scoring")
         users = np.asarray(users, dtype=np.int64)
-        dense = sp.csr_matrix(
-            self.settings.embedding_weight * self.embedding_features[users].astype(np.float64)
-        )
+        columns = [self.settings.embedding_weight * self.embedding_features[users].astype(np.float64)]
+        if self.settings.evidence_weight > 0:
+            columns.append(self.settings.evidence_weight * self.evidence(users, hide_item)[:, None])
+        dense = sp.csr_matrix(np.hstack(columns))
         if self.raw is None:
             return dense
         return sp.hstack([self.raw.rows(users, hide_item), dense], format="csr")

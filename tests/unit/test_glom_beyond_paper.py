@@ -110,9 +110,9 @@ def test_hybrid_features_are_the_item_bag_beside_the_weighted_glom_embedding(pla
     campaign = campaigns[0][0]
     x = model.features(campaign.candidates, campaign.item_idx).toarray()
     expected = 3.0 * l2_normalize(retrieval_vectors(embeddings))[campaign.candidates]
-    np.testing.assert_allclose(x[:, -6:], expected, rtol=1e-6)
+    np.testing.assert_allclose(x[:, -7:-1], expected, rtol=1e-6)  # then the evidence column (test below)
     bag = model.raw.rows(campaign.candidates, campaign.item_idx).toarray()
-    np.testing.assert_allclose(x[:, :-6], bag)
+    np.testing.assert_allclose(x[:, :-7], bag)
     assert np.all(bag[:, campaign.item_idx] == 0)  # the campaign's own item is hidden, as in LR
 
 
@@ -129,3 +129,21 @@ def test_hybrid_learns_the_campaign_from_informative_embeddings(planted):
         seed_community = np.bincount(communities[campaign.seeds]).argmax()
         same = communities[campaign.candidates] == seed_community
         assert scores[same].min() > scores[~same].max()
+
+
+def test_hybrid_evidence_column_counts_items_without_the_campaigns_own(planted):
+    """v / (1 + n_u), n_u = items bought minus the campaign's item: a seed (who bought it, in the graph)
+    and a candidate with the same other items get the same value, so the column cannot tell seeds apart."""
+    data, campaigns = planted
+    embeddings = np.random.default_rng(0).normal(size=(data.n_users, 6))
+    model = create_model("glom-hybrid", _cfg(**{"hybrid.evidence_weight": 2.0})).fit_embeddings(data, embeddings)
+    campaign = campaigns[0][0]
+    bought = data.user_item_matrix().astype(bool).toarray()
+    users = np.concatenate([campaign.seeds, campaign.candidates])
+    others = bought[users].sum(axis=1) - bought[users, campaign.item_idx]
+    x = model.features(users, campaign.item_idx).toarray()
+    np.testing.assert_allclose(x[:, -1], 2.0 / (1.0 + others))
+    assert bought[campaign.seeds, campaign.item_idx].all()  # the seeds' own purchase is in the graph...
+    np.testing.assert_allclose(model.evidence(campaign.seeds, None), 1.0 / (2.0 + others[: len(campaign.seeds)]))
+    without = create_model("glom-hybrid", _cfg(**{"hybrid.evidence_weight": 0.0})).fit_embeddings(data, embeddings)
+    assert without.features(users, campaign.item_idx).shape[1] == x.shape[1] - 1  # 0 leaves the column out
