@@ -32,6 +32,9 @@ BLOCK_BYTES = 16 << 20  # one block of float32 scores (32 MB: same speed, +40 MB
 STATE_ENTRIES = 4 << 20  # running (campaign, score, row) entries kept per chunk
 MAX_QUERY_COLUMNS = 8192  # query columns (centroids or seeds) per chunk
 MERGE_FACTOR = 4  # merge buffered entries once they outnumber the kept ones this many times
+# blocks queued per thread: only survivors come back (a few kB a block), so a deep queue costs no memory
+# and keeps the threads busy while the caller merges
+AHEAD_PER_THREAD = 8
 _T = TypeVar("_T")
 
 
@@ -262,9 +265,14 @@ def _rank_chunk(
     if pool is None:
         results: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]] = map(scored_block, starts_left)
     else:
-        results = _in_order(pool, scored_block, starts_left, ahead=2 * workers)
-    for start, kept in zip(starts_left, results, strict=True):
+        results = _in_order(pool, scored_block, starts_left, ahead=AHEAD_PER_THREAD * workers)
+    for done, (start, kept) in enumerate(zip(starts_left, results, strict=True), start=1):
         top.add(*kept)
+        if done & (done - 1) == 0:
+            # also merge after 1, 2, 4, 8, ... blocks: the first block's k-th best is a weak gate (a block
+            # holds few of a campaign's lookalikes), and cheap early merges tighten it before the bulk
+            # of the users streams through, so later blocks let far fewer entries through
+            top.merge()
         if progress is not None:
             progress(min(n, start + block) - start)
     for i, campaign in enumerate(chunk):
