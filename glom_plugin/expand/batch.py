@@ -265,7 +265,7 @@ def _rank_chunk(
     if pool is None:
         results: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]] = map(scored_block, starts_left)
     else:
-        results = _in_order(pool, scored_block, starts_left, ahead=AHEAD_PER_THREAD * workers)
+        results = _in_order(pool, scored_block, starts_left, ahead=AHEAD_PER_THREAD * workers, first_ahead=workers)
     for done, (start, kept) in enumerate(zip(starts_left, results, strict=True), start=1):
         top.add(*kept)
         if done & (done - 1) == 0:
@@ -285,12 +285,22 @@ def _rank_chunk(
         yield BatchRanking(campaign, rows, scores)
 
 
-def _in_order(pool: ThreadPoolExecutor, work: Callable[[int], _T], items: Iterable[int], ahead: int) -> Iterator[_T]:
-    """``map(work, items)`` on ``pool``, in order, with at most ``ahead`` results in flight (bounded memory)."""
+def _in_order(
+    pool: ThreadPoolExecutor, work: Callable[[int], _T], items: Iterable[int], ahead: int, first_ahead: int
+) -> Iterator[_T]:
+    """``map(work, items)`` on ``pool``, in order, with at most ``first_ahead`` results in flight at first,
+    one more per result taken, up to ``ahead``: the first blocks prune with a weak gate and return many
+    survivors, so only a few run at once until the early merges have tightened it."""
     pending: deque[Future[_T]] = deque()
-    for item in items:
-        pending.append(pool.submit(work, item))
-        if len(pending) >= ahead:
-            yield pending.popleft().result()
-    while pending:
+    remaining = iter(items)
+    taken = 0
+    while True:
+        while len(pending) < min(ahead, first_ahead + taken):
+            item = next(remaining, None)
+            if item is None:
+                break
+            pending.append(pool.submit(work, item))
+        if not pending:
+            return
         yield pending.popleft().result()
+        taken += 1
