@@ -1,0 +1,118 @@
+"""Which ``hybrid.*`` settings should glom-hybrid default to? One GLoM fit per run, many heads (issue 11 §4).
+
+    python benchmarks/bench_hybrid_settings.py --run-dir runs/quality/movielens --name movielens \
+        [--runs 2] [--tasks 30] [--grid '[{"embedding_weight": 0.5}, {"evidence_weight": 3.0}]'] \
+        [--lr-c 1.0 --lr-c 4.0] [--set key=value ...]
+
+On the evaluation's own splits and campaigns (``ProtocolTasks``, both protocols, leak-free as
+``glom evaluate``), each run fits glom-hybrid once (PM + GLM, the expensive part) and then scores every
+campaign with one per-campaign head per grid entry (each entry: ``hybrid.*`` overrides on top of the
+configured ones), beside per-campaign LR at each ``--lr-c`` and cosine-centroid on the same campaigns. The
+heads only differ in their classifier, so the grid costs one GLoM fit per run. Writes
+``benchmarks/results/hybrid_settings_<name>.md`` and ``.json`` (command, machine, date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+from glom_plugin.config import load_config
+from glom_plugin.evaluate.runner import ProtocolTasks
+from glom_plugin.layout import RunLayout
+from glom_plugin.models.registry import create_model
+
+
+def _label(entry: dict) -> str:
+    return "glom-hybrid " + (", ".join(f"{k}={v}" for k, v in entry.items()) or "(configured)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--tasks", type=int, default=30)
+    parser.add_argument("--grid", default='[{}]', help="JSON list of hybrid.* override dicts (keys without 'hybrid.')")
+    parser.add_argument("--lr-c", dest="lr_cs", type=float, action="append", default=[])
+    parser.add_argument("--set", dest="sets", action="append", default=[])
+    args = parser.parse_args()
+    grid: list[dict] = json.loads(args.grid)
+    lr_cs = args.lr_cs or [None]
+    cfg = load_config(None, [f"run_dir={args.run_dir}", f"evaluate.max_tasks={args.tasks}", *args.sets])
+    layout = RunLayout.at(cfg.run_dir)
+    protocol = ProtocolTasks.load(cfg, layout)
+    per_run: dict[str, dict[str, list[float]]] = {}
+    started = time.perf_counter()
+    for run in range(args.runs):
+        inputs = protocol.run_inputs(cfg, layout, run)
+        seed = cfg.seed + run
+        hybrid = create_model("glom-hybrid", cfg, seed=seed).fit(inputs.data)
+        lr = create_model("lr", cfg, seed=seed).fit(inputs.data)
+        cosine = create_model("cosine-centroid", cfg, seed=seed).fit(inputs.data)
+        configured_hybrid, configured_lr = hybrid.settings, lr.settings
+        for mode in ("sampled", "all"):
+            samples, _ = protocol.samples_for(inputs, cfg, run, mode)
+            tasks = [t for t in (s.campaign() for s in samples) if t.labels.sum() > 0]
+
+            def mean_ap(model, tasks=tasks) -> float:
+                return float(np.mean([average_precision_score(t.labels, model.score_campaign(t.campaign)) for t in tasks]))
+
+            scores = {"cosine-centroid": mean_ap(cosine)}
+            for c in lr_cs:
+                lr.settings = configured_lr if c is None else configured_lr.model_copy(update={"C": c})
+                scores["lr" if c is None else f"lr C={c}"] = mean_ap(lr)
+            for entry in grid:
+                hybrid.settings = configured_hybrid.model_copy(update=entry)
+                scores[_label(entry)] = mean_ap(hybrid)
+            hybrid.settings, lr.settings = configured_hybrid, configured_lr
+            for label, value in scores.items():
+                per_run.setdefault(mode, {}).setdefault(label, []).append(value)
+        print(f"[hybrid-settings] {args.name} run {run} done ({time.perf_counter() - started:.0f} s)", flush=True)
+    summary = {
+        mode: {label: {"pr_auc": float(np.mean(v)), "pr_auc_std": float(np.std(v)), "runs": len(v)} for label, v in rows.items()}
+        for mode, rows in per_run.items()
+    }
+    record = {
+        "dataset": args.name,
+        "protocols": summary,
+        "grid": grid,
+        "runs": args.runs,
+        "tasks": args.tasks,
+        "command": shlex.join([".venv/bin/python", "benchmarks/bench_hybrid_settings.py", *sys.argv[1:]]),
+        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, no GPU; load at end {os.getloadavg()[0]:.1f}",
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    out = Path("benchmarks/results")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"hybrid_settings_{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = [
+        f"# glom-hybrid settings: {args.name} (issue 11 §4)",
+        "",
+        f"- command: `{record['command']}`",
+        f"- machine: {record['machine']}",
+        f"- date: {record['date']}; wall {record['wall_s']} s; {args.runs} runs x {args.tasks} tasks, one GLoM fit per run",
+        "",
+        "| head | sampled PR-AUC | all PR-AUC |",
+        "|---|---:|---:|",
+    ]
+    for label in summary["sampled"]:
+        cells = [f"{summary[m][label]['pr_auc']:.3f} ± {summary[m][label]['pr_auc_std']:.3f}" for m in ("sampled", "all")]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    (out / f"hybrid_settings_{args.name}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}/hybrid_settings_{args.name}.md", flush=True)
+
+
+if __name__ == "__main__":
+    main()
