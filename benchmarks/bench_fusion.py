@@ -17,16 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
-import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import average_precision_score
+from study_record import pr_auc_cells, provenance, summarise, write_study
 
 from glom_plugin.config import load_config
 from glom_plugin.evaluate.runner import ProtocolTasks
@@ -111,41 +106,22 @@ def main() -> None:
             for name, values in aps.items():
                 per_run.setdefault(mode, {}).setdefault(name, []).append(float(np.mean(values)))
         print(f"[fusion] {args.name} run {run} done ({time.perf_counter() - started:.0f} s)", flush=True)
-    summary = {
-        mode: {name: {"pr_auc": float(np.mean(v)), "pr_auc_std": float(np.std(v)), "runs": len(v)}
-               for name, v in fusions.items()}
-        for mode, fusions in per_run.items()
-    }
+    summary = summarise(per_run)
     record = {
         "dataset": args.name,
         "protocols": summary,
         "fusions": {name: {"signals": list(parts), "question": q} for name, (parts, q) in FUSIONS.items()},
         "runs": args.runs,
         "tasks": args.tasks,
-        "command": " ".join([".venv/bin/python", "benchmarks/bench_fusion.py", *sys.argv[1:]]),
-        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, no GPU; load at end {os.getloadavg()[0]:.1f}",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "wall_s": round(time.perf_counter() - started, 1),
+        **provenance("bench_fusion.py", started),
     }
-    out = Path("benchmarks/results")
-    (out / f"fusion_{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [
-        f"# Fusion study: {args.name} (issue 11 §4)",
-        "",
-        f"- command: `{record['command']}`",
-        f"- machine: {record['machine']}",
-        f"- date: {record['date']}; wall {record['wall_s']} s; {args.runs} runs x {args.tasks} tasks",
-        "- method: benchmarks/bench_fusion.py docstring (signals standardised on a label-blind reference sample)",
-        "",
-        "| fusion | signals | sampled PR-AUC | all PR-AUC | question |",
-        "|---|---|---:|---:|---|",
-    ]
-    for name, (parts, question) in FUSIONS.items():
-        cells = [f"{summary[m][name]['pr_auc']:.3f} ± {summary[m][name]['pr_auc_std']:.3f}" for m in ("sampled", "all")]
-        lines.append(f"| {name} | {' + '.join(parts)} | {cells[0]} | {cells[1]} | {question} |")
-    (out / f"fusion_{args.name}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}/fusion_{args.name}.md", flush=True)
-
+    written = write_study(
+        f"fusion_{args.name}", record, f"Fusion study: {args.name} (issue 11 §4)",
+        ["method: benchmarks/bench_fusion.py docstring (signals standardised on a label-blind reference sample)"],
+        ["fusion", "signals", "sampled PR-AUC", "all PR-AUC", "question"],
+        [[name, " + ".join(parts), *pr_auc_cells(summary, name), question] for name, (parts, question) in FUSIONS.items()],
+    )
+    print(f"wrote {written}", flush=True)
 
 if __name__ == "__main__":
     main()

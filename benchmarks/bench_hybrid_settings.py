@@ -16,16 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shlex
-import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import average_precision_score
+from study_record import pr_auc_cells, provenance, summarise, write_study
 
 from glom_plugin.config import load_config
 from glom_plugin.evaluate.runner import ProtocolTasks
@@ -79,40 +74,16 @@ def main() -> None:
             for label, value in scores.items():
                 per_run.setdefault(mode, {}).setdefault(label, []).append(value)
         print(f"[hybrid-settings] {args.name} run {run} done ({time.perf_counter() - started:.0f} s)", flush=True)
-    summary = {
-        mode: {label: {"pr_auc": float(np.mean(v)), "pr_auc_std": float(np.std(v)), "runs": len(v)} for label, v in rows.items()}
-        for mode, rows in per_run.items()
-    }
-    record = {
-        "dataset": args.name,
-        "protocols": summary,
-        "grid": grid,
-        "runs": args.runs,
-        "tasks": args.tasks,
-        "command": shlex.join([".venv/bin/python", "benchmarks/bench_hybrid_settings.py", *sys.argv[1:]]),
-        "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, no GPU; load at end {os.getloadavg()[0]:.1f}",
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "wall_s": round(time.perf_counter() - started, 1),
-    }
-    out = Path("benchmarks/results")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"hybrid_settings_{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    lines = [
-        f"# glom-hybrid settings: {args.name} (issue 11 §4)",
-        "",
-        f"- command: `{record['command']}`",
-        f"- machine: {record['machine']}",
-        f"- date: {record['date']}; wall {record['wall_s']} s; {args.runs} runs x {args.tasks} tasks, one GLoM fit per run",
-        "",
-        "| head | sampled PR-AUC | all PR-AUC |",
-        "|---|---:|---:|",
-    ]
-    for label in summary["sampled"]:
-        cells = [f"{summary[m][label]['pr_auc']:.3f} ± {summary[m][label]['pr_auc_std']:.3f}" for m in ("sampled", "all")]
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
-    (out / f"hybrid_settings_{args.name}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}/hybrid_settings_{args.name}.md", flush=True)
-
+    summary = summarise(per_run)
+    record = {"dataset": args.name, "protocols": summary, "grid": grid, "runs": args.runs, "tasks": args.tasks,
+              **provenance("bench_hybrid_settings.py", started)}
+    written = write_study(
+        f"hybrid_settings_{args.name}", record, f"glom-hybrid settings: {args.name} (issue 11 §4)",
+        ["one GLoM fit per run, every head on the same campaigns (bench_hybrid_settings.py docstring)"],
+        ["head", "sampled PR-AUC", "all PR-AUC"],
+        [[label, *pr_auc_cells(summary, label)] for label in summary["sampled"]],
+    )
+    print(f"wrote {written}", flush=True)
 
 if __name__ == "__main__":
     main()
