@@ -22,7 +22,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from glom_plugin.config import load_config
+from study_record import study_config, study_parser
+
 from glom_plugin.evaluate.runner import evaluate_protocols
 from glom_plugin.layout import RunLayout
 
@@ -66,15 +67,10 @@ def _cell(summary: dict, model: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--tasks", type=int, default=30)
-    parser.add_argument("--set", dest="sets", action="append", default=[])
+    parser = study_parser(__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", default=[], help="run only these hypothesis labels")
     args = parser.parse_args()
-    base = load_config(None, [f"run_dir={args.run_dir}", f"evaluate.max_tasks={args.tasks}", *args.sets])
+    base = study_config(args)
     layout = RunLayout.at(base.run_dir)
     out = Path("benchmarks/results")
     rows: list[dict] = []

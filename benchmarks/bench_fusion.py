@@ -15,15 +15,13 @@ PR-AUC only. Writes ``benchmarks/results/fusion_<name>.md`` and ``.json`` (comma
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 
 import numpy as np
 from sklearn.metrics import average_precision_score
-from study_record import pr_auc_cells, provenance, summarise, write_study
+from study_record import pr_auc_cells, provenance, study_config, study_parser, summarise, write_study
 
-from glom_plugin.config import load_config
 from glom_plugin.evaluate.runner import ProtocolTasks
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.registry import create_model
@@ -60,14 +58,8 @@ def signals(models: tuple, campaign, users: np.ndarray, centroid: np.ndarray) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--tasks", type=int, default=30)
-    parser.add_argument("--set", dest="sets", action="append", default=[])
-    args = parser.parse_args()
-    cfg = load_config(None, [f"run_dir={args.run_dir}", f"evaluate.max_tasks={args.tasks}", *args.sets])
+    args = study_parser(__doc__.splitlines()[0]).parse_args()
+    cfg = study_config(args)
     layout = RunLayout.at(cfg.run_dir)
     protocol = ProtocolTasks.load(cfg, layout)
     # protocol -> fusion -> per-run mean AP
@@ -122,6 +114,7 @@ def main() -> None:
         [[name, " + ".join(parts), *pr_auc_cells(summary, name), question] for name, (parts, question) in FUSIONS.items()],
     )
     print(f"wrote {written}", flush=True)
+
 
 if __name__ == "__main__":
     main()

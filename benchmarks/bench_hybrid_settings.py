@@ -14,15 +14,13 @@ heads only differ in their classifier, so the grid costs one GLoM fit per run. W
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import numpy as np
 from sklearn.metrics import average_precision_score
-from study_record import pr_auc_cells, provenance, summarise, write_study
+from study_record import pr_auc_cells, provenance, study_config, study_parser, summarise, write_study
 
-from glom_plugin.config import load_config
 from glom_plugin.evaluate.runner import ProtocolTasks
 from glom_plugin.layout import RunLayout
 from glom_plugin.models.registry import create_model
@@ -33,18 +31,13 @@ def _label(entry: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--tasks", type=int, default=30)
+    parser = study_parser(__doc__.splitlines()[0], runs=2)
     parser.add_argument("--grid", default='[{}]', help="JSON list of hybrid.* override dicts (keys without 'hybrid.')")
     parser.add_argument("--lr-c", dest="lr_cs", type=float, action="append", default=[])
-    parser.add_argument("--set", dest="sets", action="append", default=[])
     args = parser.parse_args()
     grid: list[dict] = json.loads(args.grid)
     lr_cs = args.lr_cs or [None]
-    cfg = load_config(None, [f"run_dir={args.run_dir}", f"evaluate.max_tasks={args.tasks}", *args.sets])
+    cfg = study_config(args)
     layout = RunLayout.at(cfg.run_dir)
     protocol = ProtocolTasks.load(cfg, layout)
     per_run: dict[str, dict[str, list[float]]] = {}
@@ -84,6 +77,7 @@ def main() -> None:
         [[label, *pr_auc_cells(summary, label)] for label in summary["sampled"]],
     )
     print(f"wrote {written}", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -3,11 +3,14 @@ PR-AUC of each row under the sampled and the realistic protocol, summarised and 
 ``benchmarks/results/<stem>.json`` and ``.md`` with command, machine and date.
 
 Why a module of its own: both studies score many rows on the evaluation's own campaigns and differ only in
-what a row is, so the summary, the provenance and the table are one piece of code.
+what a row is, so the summary, the provenance and the table are one piece of code. ``study_parser`` /
+``study_config`` are the command line every study on a prepared run directory shares (``bench_diagnosis``
+too): which run directory, which name, how many runs and tasks, which overrides.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,10 +20,28 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from glom_plugin.config import GlomConfig, load_config
+
 PROTOCOLS: tuple[str, ...] = ("sampled", "all")
 RESULTS = Path("benchmarks/results")
 
 PerRun = dict[str, dict[str, list[float]]]  # protocol -> row -> per-run mean PR-AUC
+
+
+def study_parser(description: str, runs: int = 5) -> argparse.ArgumentParser:
+    """--run-dir (prepared), --name (of the result files), --runs, --tasks, --set key=value (repeatable)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--tasks", type=int, default=30)
+    parser.add_argument("--set", dest="sets", action="append", default=[])
+    return parser
+
+
+def study_config(args: argparse.Namespace) -> GlomConfig:
+    """The configuration a study runs with: the defaults, the run directory, ``--tasks``, then ``--set``."""
+    return load_config(None, [f"run_dir={args.run_dir}", f"evaluate.max_tasks={args.tasks}", *args.sets])
 
 
 def summarise(per_run: PerRun) -> dict[str, dict[str, dict[str, float]]]:
