@@ -32,8 +32,9 @@ BLOCK_BYTES = 16 << 20  # one block of float32 scores (32 MB: same speed, +40 MB
 STATE_ENTRIES = 4 << 20  # running (campaign, score, row) entries kept per chunk
 MAX_QUERY_COLUMNS = 8192  # query columns (centroids or seeds) per chunk
 MERGE_FACTOR = 4  # merge buffered entries once they outnumber the kept ones this many times
-# blocks queued per thread: only survivors come back (a few kB a block), so a deep queue costs no memory
-# and keeps the threads busy while the caller merges
+# blocks queued per thread, at most: a deep queue keeps the threads busy while the caller merges; each
+# finished block holds only its survivors, many for the first blocks (weak gate), so the queue starts at
+# one block per thread and deepens as blocks are taken (``_in_order``)
 AHEAD_PER_THREAD = 8
 _T = TypeVar("_T")
 

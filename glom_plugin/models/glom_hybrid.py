@@ -72,7 +72,12 @@ class GlomHybridModel(LookalikeModel):
         )
         lr = self.config.baselines.lr
         self.raw = RawUserFeatures(data, lr.features, lr.use_categories) if self.settings.item_bag else None
-        self.user_items = data.all_user_item_matrix().astype(bool).astype(np.float32).tocsr()
+        # who bought what (graph users, then outside ones), for the evidence column: the item bag's own
+        # binary matrix when there is one, so the model does not hold it twice
+        self.user_items = (
+            self.raw.user_items if self.raw is not None
+            else data.all_user_item_matrix().astype(bool).astype(np.float64).tocsr()
+        )
         return self
 
     def evidence(self, users: np.ndarray, hide_item: int | None) -> np.ndarray:
