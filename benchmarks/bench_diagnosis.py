@@ -37,10 +37,15 @@ HYPOTHESES: list[tuple[str, str, dict, str]] = [
     ("pm no early stop", "pm", {"pm.val_fraction": 0.0}, "early-stopping signal: none, all epochs kept"),
     ("pm L1 norm", "pm", {"pm.norm": 1}, "TransE norm"),
     ("pm 4 negatives", "pm", {"pm.negatives": 4}, "negatives per positive"),
+    ("pm no unit ball", "pm", {"pm.unit_ball": False}, "the unit-ball constraint off"),
     ("pm not centred", "pm", {"expand.center": False}, "centring before cosine"),
     ("pm no profiles", "pm", {"pm.use_profiles": False}, "profiles on/off"),
+    ("pm 30-word profiles", "pm", {"profiles.profile_words": 30}, "which profile text: the first 30 words"),
+    ("pm no review text", "pm", {"profiles.max_reviews_per_item": 0}, "which profile text: item profiles without reviews"),
     ("pm t_sim 0.3", "pm", {"similarity.t_sim": 0.3}, "similarity-edge density (more edges)"),
     ("pm t_sim 0.8", "pm", {"similarity.t_sim": 0.8}, "similarity-edge density (fewer edges)"),
+    ("pm top-k 5", "pm", {"similarity.top_k": 5}, "similarity-edge density (top-k, fewer edges)"),
+    ("pm top-k 50", "pm", {"similarity.top_k": 50}, "similarity-edge density (top-k, more edges)"),
     ("pm no similarity", "pm", {"graph.use_similarity_edges": False}, "similarity edges off"),
     ("seedset baseline", "glom-seedset", {}, "GLoM with the seed-set objective"),
     ("seedset 1 layer", "glom-seedset", {"glm.layers": 1}, "number of GLM layers"),
@@ -61,6 +66,17 @@ def _overrides(cfg, raw: dict) -> dict:
     return out
 
 
+def _reused_rows(out: Path, name: str, args: argparse.Namespace) -> list[dict]:
+    """The reference and baseline rows of an earlier record, checked to come from the same run directory and
+    settings: a Δ is only meaningful against the same fits (every fit is seeded, so a rerun repeats them)."""
+    earlier = json.loads((out / f"diagnosis_{name}.json").read_text())
+    for flag, value in (("--run-dir", args.run_dir), *(("--set", s) for s in args.sets if "tracking." not in s)):
+        if f"{flag} {value}" not in earlier["command"]:
+            raise SystemExit(f"diagnosis_{name}.json was not run with {flag} {value}: its rows are other fits")
+    kept = [r for r in earlier["rows"] if r["hypothesis"] == "references" or r["hypothesis"].endswith("baseline")]
+    return [{**r, "from": f"diagnosis_{name}.json"} for r in kept]
+
+
 def _cell(summary: dict, model: str) -> dict:
     row = summary[model]
     return {"pr_auc": row["pr_auc"]["mean"], "pr_auc_std": row["pr_auc"]["std"], "runs_ok": row["runs_ok"]}
@@ -69,14 +85,21 @@ def _cell(summary: dict, model: str) -> dict:
 def main() -> None:
     parser = study_parser(__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", default=[], help="run only these hypothesis labels")
+    parser.add_argument(
+        "--reuse-from",
+        action="append",
+        default=[],
+        help="copy the references and baseline rows of diagnosis_<NAME>.json (same run directory and --set, so "
+        "the same fits) instead of refitting them; their rows say where they come from",
+    )
     args = parser.parse_args()
     base = study_config(args)
     layout = RunLayout.at(base.run_dir)
     out = Path("benchmarks/results")
-    rows: list[dict] = []
+    rows: list[dict] = [row for name in args.reuse_from for row in _reused_rows(out, name, args)]
     command = "python benchmarks/bench_diagnosis.py " + " ".join(sys.argv[1:])
     for label, models, raw, tests in HYPOTHESES:
-        if args.only and label not in args.only:
+        if (args.only and label not in args.only) or any(r["hypothesis"] == label for r in rows):
             continue
         cfg = base.with_overrides(**_overrides(base, raw)) if raw else base
         start = time.perf_counter()
@@ -127,7 +150,8 @@ def _write(out: Path, name: str, rows: list[dict], command: str, args: argparse.
             cells.append(f"{cell['pr_auc']:.3f} ± {cell['pr_auc_std']:.3f}")
             delta = cell["pr_auc"] - ref[protocol]["pr_auc"] if ref and ref is not r else None
             cells.append(f"{delta:+.3f}" if delta is not None else "")
-        lines.append(f"| {r['hypothesis']} | {r['tests']} | {r['model']} | " + " | ".join(cells) + " |")
+        label = r["hypothesis"] + (f" (from {r['from']})" if "from" in r else "")
+        lines.append(f"| {label} | {r['tests']} | {r['model']} | " + " | ".join(cells) + " |")
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / f"diagnosis_{name}.md", out / f"diagnosis_{name}.json"
     for path, text in ((md, "\n".join(lines) + "\n"), (js, json.dumps({**meta, "rows": rows}, indent=2) + "\n")):

@@ -131,6 +131,9 @@ class PMConfig(_Section):
     margin: float = 1.0
     norm: Literal[1, 2] = 2
     negatives: int = 1
+    # TransE's ||e|| <= 1 on interaction- and profile-based vectors; without it the margin loss can be
+    # lowered by scaling every vector up (kept selectable for the diagnosis, benchmarks/RESULTS.md).
+    unit_ball: bool = True
     patience: int = 5
     use_profiles: bool = True
     # Share of observed user-item pairs held out for early stopping on link prediction (MRR).

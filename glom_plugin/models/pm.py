@@ -63,9 +63,12 @@ class PretrainEnergyModel(nn.Module):
         reverse_of: np.ndarray | None = None,
         user_profiles: np.ndarray | None = None,
         item_profiles: np.ndarray | None = None,
+        unit_ball: bool = True,
     ) -> None:
         super().__init__()
         self.n_users, self.n_items, self.dim, self.norm = n_users, n_items, dim, int(norm)
+        # ``pm.unit_ball``: False lifts TransE's ||e|| <= 1 (a diagnosis row, benchmarks/bench_diagnosis.py)
+        self.unit_ball = bool(unit_ball)
         # interaction-based representations u_i (users) and v_i (items), one table in the unified index
         # sparse gradients: a step touches only its batch's rows, so its cost does not grow with the graph
         self.entity = nn.Embedding(n_users + n_items, dim, sparse=True)
@@ -74,7 +77,7 @@ class PretrainEnergyModel(nn.Module):
         nn.init.uniform_(self.entity.weight, -bound, bound)
         nn.init.uniform_(self.relation.weight, -bound, bound)
         with torch.no_grad():
-            self.entity.weight.copy_(_clip_to_unit_ball(self.entity.weight))
+            self.entity.weight.copy_(self._clip(self.entity.weight))
             self.relation.weight.copy_(torch.nn.functional.normalize(self.relation.weight, dim=-1))
         reverse = np.full(n_relations, -1) if reverse_of is None else np.asarray(reverse_of)
         self.register_buffer("reverse_of", torch.as_tensor(reverse, dtype=torch.long), persistent=True)
@@ -140,7 +143,7 @@ class PretrainEnergyModel(nn.Module):
                 has.append(torch.zeros(len(rows), dtype=torch.bool, device=device))
                 continue
             inputs = profiles if len(rows) == n_rows else profiles[rows.to(device)]
-            vectors.append(_clip_to_unit_ball(projection(inputs.to(dtype))))
+            vectors.append(self._clip(projection(inputs.to(dtype))))
             has.append(torch.ones(len(rows), dtype=torch.bool, device=device))
         return torch.cat(vectors), torch.cat(has)
 
@@ -176,10 +179,15 @@ class PretrainEnergyModel(nn.Module):
         energy = self.energy(*(torch.cat([p, q]) for p, q in zip(positive, negative, strict=True)))
         return margin_ranking_loss(energy[:n], energy[n:], margin)
 
+    def _clip(self, x: Tensor) -> Tensor:
+        return _clip_to_unit_ball(x) if self.unit_ball else x
+
     @torch.no_grad()
     def apply_constraints(self, nodes: Tensor | None = None) -> None:
         """Project interaction-based entity vectors (those of ``nodes``, or all) back into the unit ball
-        after a step (TransE)."""
+        after a step (TransE); nothing to do when the constraint is off."""
+        if not self.unit_ball:
+            return
         weight = self.entity.weight
         if nodes is None:
             weight.copy_(_clip_to_unit_ball(weight))

@@ -207,6 +207,7 @@ def fit_pm(
         full.reverse_of(),
         user_profiles,
         item_profiles,
+        cfg.pm.unit_ball,
     ).to(device)
     sparse = model.sparse_parameters()
     dense = [p for p in model.parameters() if all(p is not q for q in sparse)]

@@ -241,3 +241,17 @@ def test_the_pm_math_module_imports_no_training_code():
     code = "import sys, glom_plugin.models.pm; print(sorted(m for m in sys.modules if m.startswith('glom_plugin.models')))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "glom_plugin.models.training" not in loaded and "glom_plugin.models.pretrained" not in loaded
+
+
+def test_the_unit_ball_constraint_bounds_every_vector_and_can_be_lifted():
+    """pm.unit_ball (a diagnosis row): on, every interaction- and profile-based vector has norm <= 1 after
+    training; off, nothing projects them back, so the margin loss is free to push some past 1."""
+    data = make_planted_data(n_users=120, n_items=40, seed=1, with_profiles=True)
+    norms = {}
+    for unit_ball in (True, False):
+        result = fit_pm(data, _small_cfg(**{"pm.unit_ball": unit_ball, "pm.lr": 0.05}), seed=5, progress=False)
+        entity = result.model.entity.weight.detach()
+        profile, _ = result.model.profile_representation(torch.arange(data.n_users + data.n_items))
+        norms[unit_ball] = torch.cat([entity.norm(dim=1), profile.detach().norm(dim=1)])
+    assert float(norms[True].max()) <= 1.0 + 1e-5
+    assert float(norms[False].max()) > 1.0 + 1e-3
