@@ -104,3 +104,25 @@ def test_exact_similarity_agrees_with_blas_and_does_not_depend_on_the_other_rows
         np.testing.assert_allclose(full, aggregate_similarity(users, seeds, aggregation), atol=1e-6)
         picked = rng.choice(3000, 137, replace=False)
         np.testing.assert_array_equal(exact_similarity(users[picked], seeds, aggregation), full[picked])
+
+
+@pytest.mark.parametrize("k,threshold", [(100, None), (7, None), (50, 0.55)])
+def test_mean_on_an_approximate_index_ranks_its_candidates_as_the_general_path_does(k, threshold):
+    """mean's one-search path (``_rank_mean``) against the steps every aggregation shares, on the same IVF
+    candidates: the centroid's neighbours minus the seeds, short-listed and re-scored exactly."""
+    from glom_plugin.expand.aggregation import SeedSet
+    from glom_plugin.expand.candidates import centroid_candidates
+    from glom_plugin.expand.expander import SEARCH_MARGIN, _without, shortlist_ranking
+
+    ivf = build_index(MODEL.user_embeddings, kind="ivf", nprobe=4, seed=0)
+    for seeds in campaigns(np.random.default_rng(k)):
+        rows, scores, source = rank_with_index(MODEL.user_embeddings, ivf, seeds, "mean", k, threshold)
+        seed_set = SeedSet.of(MODEL.user_embeddings[seeds])
+        found = centroid_candidates(ivf, seed_set.units, seed_set.centroid, k + len(seeds) + SEARCH_MARGIN)
+        others = _without(found.rows, seeds)
+        want_rows, want_scores = shortlist_ranking(
+            MODEL.user_embeddings, found.rows[others], found.scores[others], seed_set, "mean", k, threshold
+        )
+        assert source == "ivf"
+        np.testing.assert_array_equal(rows, want_rows)
+        np.testing.assert_array_equal(scores, want_scores)

@@ -114,6 +114,23 @@ def test_http_body_is_the_json_of_the_validated_response(engine, request_fields)
     assert body["n_lookalikes"] == len(body["lookalikes"]) > 0
 
 
+def test_http_body_survives_ids_and_campaign_names_that_need_escaping():
+    """The body is cut and zipped from encoded columns (engine._plain_body): ids with quotes, commas,
+    backslashes, control characters or non-ASCII, and an empty id, must come back exactly."""
+    import json
+
+    odd = ['a","b', 'q"', "back\\slash", "", "tab\there", "naïve", '","', "\\\"", "x" * 40]
+    ids = np.array(odd + [f"u{i}" for i in range(60)], dtype=object)
+    rng = np.random.default_rng(3)
+    model = TrainedModel(model_name="m", user_ids=ids, user_embeddings=rng.normal(size=(len(ids), 4)))
+    engine = ExpansionEngine(model, GlomConfig().with_overrides(**{"expand.top_k": 50}), uri="local")
+    for campaign in (None, 'c","lookalikes":[]', "plain"):
+        request = ExpandRequest(seed_ids=["u1", "u2", "ghost"], k=len(ids) - 2, campaign=campaign)
+        body = json.loads(engine.expand_body(request))
+        assert body == engine.expand(request).model_dump(mode="json")
+        assert sorted(r["user_id"] for r in body["lookalikes"]) == sorted(set(ids) - {"u1", "u2"})
+
+
 def test_http_body_redacts_unknown_seeds_the_filter_refuses(engine):
     import json
 
