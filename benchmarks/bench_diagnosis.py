@@ -41,7 +41,7 @@ HYPOTHESES: list[tuple[str, str, dict, str]] = [
     ("pm not centred", "pm", {"expand.center": False}, "centring before cosine"),
     ("pm no profiles", "pm", {"pm.use_profiles": False}, "profiles on/off"),
     ("pm 30-word profiles", "pm", {"profiles.profile_words": 30}, "which profile text: the first 30 words"),
-    ("pm no review text", "pm", {"profiles.max_reviews_per_item": 0}, "which profile text: item profiles without reviews"),
+    ("pm 200-word profiles", "pm", {"profiles.profile_words": 200}, "which profile text: up to 200 words"),
     ("pm t_sim 0.3", "pm", {"similarity.t_sim": 0.3}, "similarity-edge density (more edges)"),
     ("pm t_sim 0.8", "pm", {"similarity.t_sim": 0.8}, "similarity-edge density (fewer edges)"),
     ("pm top-k 5", "pm", {"similarity.top_k": 5}, "similarity-edge density (top-k, fewer edges)"),
