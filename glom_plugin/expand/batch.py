@@ -59,7 +59,7 @@ class BatchRanking:
 def _queries(embeddings: np.ndarray, chunk: list[BatchCampaign], aggregation: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(d x columns) query matrix and, for per-seed aggregations, each campaign's first column."""
     if aggregation == "mean":
-        centroids = [l2_normalize(l2_normalize(embeddings[c.seed_rows]).mean(axis=0, keepdims=True))[0] for c in chunk]
+        centroids = [SeedSet.of(embeddings[c.seed_rows]).centroid for c in chunk]
         return np.ascontiguousarray(np.stack(centroids).T), None
     seeds = l2_normalize(embeddings[np.concatenate([c.seed_rows for c in chunk])])
     starts = np.cumsum([0] + [len(c.seed_rows) for c in chunk[:-1]])
