@@ -66,15 +66,46 @@ def _overrides(cfg, raw: dict) -> dict:
     return out
 
 
-def _reused_rows(out: Path, name: str, args: argparse.Namespace) -> list[dict]:
-    """The reference and baseline rows of an earlier record, checked to come from the same run directory and
-    settings: a Δ is only meaningful against the same fits (every fit is seeded, so a rerun repeats them)."""
+def _earlier(out: Path, name: str, args: argparse.Namespace) -> dict:
+    """An earlier record, checked to come from the same run directory and settings: its rows are then the
+    same fits this run would make (every fit is seeded, so a rerun repeats them)."""
     earlier = json.loads((out / f"diagnosis_{name}.json").read_text())
     for flag, value in (("--run-dir", args.run_dir), *(("--set", s) for s in args.sets if "tracking." not in s)):
         if f"{flag} {value}" not in earlier["command"]:
             raise SystemExit(f"diagnosis_{name}.json was not run with {flag} {value}: its rows are other fits")
-    kept = [r for r in earlier["rows"] if r["hypothesis"] == "references" or r["hypothesis"].endswith("baseline")]
+    return earlier
+
+
+def _reused_rows(out: Path, name: str, args: argparse.Namespace) -> list[dict]:
+    """The reference and baseline rows of an earlier record: a Δ is only meaningful against the same fits."""
+    kept = [r for r in _earlier(out, name, args)["rows"]
+            if r["hypothesis"] == "references" or r["hypothesis"].endswith("baseline")]
     return [{**r, "from": f"diagnosis_{name}.json"} for r in kept]
+
+
+class SharedTrainingData:
+    """``evaluate_protocols``' data builder, memoised across hypotheses: a row that changes only the model
+    (pm.*, glm.*, expand.*) gets the same split's polarity, similarity graph and profile embeddings the
+    baseline got, instead of rebuilding them (a third of a MAL row). The key is the split's held-out pairs
+    and every config section the build reads, so a row that changes one of those (t_sim, top-k, profile
+    text) builds its own."""
+
+    SECTIONS = ("data", "polarity", "similarity", "graph", "profiles", "embedding")
+
+    def __init__(self) -> None:
+        self._built: dict[tuple, object] = {}
+
+    def __call__(self, train, cfg, layout):
+        import pandas as pd
+
+        from glom_plugin.evaluate.training_data import build_training_data
+
+        pairs = train.polarity[["user_id", "item_id"]]
+        split = (len(pairs), int(pd.util.hash_pandas_object(pairs, index=False).sum()))
+        key = (split, json.dumps({name: getattr(cfg, name).model_dump() for name in self.SECTIONS}, sort_keys=True))
+        if key not in self._built:
+            self._built[key] = build_training_data(train, cfg, layout)
+        return self._built[key]
 
 
 def _cell(summary: dict, model: str) -> dict:
@@ -92,19 +123,28 @@ def main() -> None:
         help="copy the references and baseline rows of diagnosis_<NAME>.json (same run directory and --set, so "
         "the same fits) instead of refitting them; their rows say where they come from",
     )
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows diagnosis_<--name>.json already has (same settings) and run the rest")
     args = parser.parse_args()
     base = study_config(args)
     layout = RunLayout.at(base.run_dir)
     out = Path("benchmarks/results")
-    rows: list[dict] = [row for name in args.reuse_from for row in _reused_rows(out, name, args)]
     command = "python benchmarks/bench_diagnosis.py " + " ".join(sys.argv[1:])
+    commands = [command]
+    rows: list[dict] = []
+    if args.resume and (out / f"diagnosis_{args.name}.json").exists():
+        earlier = _earlier(out, args.name, args)
+        rows, commands = earlier["rows"], [*earlier.get("commands", [earlier["command"]]), command]
+    rows += [row for name in args.reuse_from for row in _reused_rows(out, name, args)
+             if not any(r["hypothesis"] == row["hypothesis"] and r["model"] == row["model"] for r in rows)]
+    shared = SharedTrainingData()
     for label, models, raw, tests in HYPOTHESES:
         if (args.only and label not in args.only) or any(r["hypothesis"] == label for r in rows):
             continue
         cfg = base.with_overrides(**_overrides(base, raw)) if raw else base
         start = time.perf_counter()
         names = models.split(",")
-        results = evaluate_protocols(cfg, layout, names, ["sampled", "all"], runs=args.runs)
+        results = evaluate_protocols(cfg, layout, names, ["sampled", "all"], runs=args.runs, data_builder=shared)
         seconds = time.perf_counter() - start
         for name in names:
             rows.append(
@@ -118,13 +158,14 @@ def main() -> None:
                     "seconds": seconds,
                 }
             )
-        _write(out, args.name, rows, command, args)
+        _write(out, args.name, rows, commands, args)
         print(f"[diagnosis] {label}: {seconds:.0f} s", flush=True)
 
 
-def _write(out: Path, name: str, rows: list[dict], command: str, args: argparse.Namespace) -> None:
+def _write(out: Path, name: str, rows: list[dict], commands: list[str], args: argparse.Namespace) -> None:
     meta = {
-        "command": command,
+        "command": commands[-1],
+        "commands": commands,
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, no GPU",
         "runs": args.runs,
@@ -134,7 +175,7 @@ def _write(out: Path, name: str, rows: list[dict], command: str, args: argparse.
     lines = [
         f"# Diagnosis: {name}",
         "",
-        f"- command: `{command}`",
+        *(f"- command: `{c}`" + (" (resumed by the next)" if i < len(commands) - 1 else "") for i, c in enumerate(commands)),
         f"- machine: {meta['machine']}; date: {meta['date']}",
         f"- {args.runs} runs x {args.tasks} tasks per row, both protocols from the same fits; PR-AUC mean ± std "
         "over runs; Δ = against the same model's baseline row.",

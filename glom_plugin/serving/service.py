@@ -131,7 +131,9 @@ class LookalikeService:
         seed_recall: Annotated[float | None, Field(gt=0.0, le=1.0)] = None,
     ) -> ExpandResponse:
         """One campaign: seeds -> ranked lookalikes (GLoM §3.7), with explanations on request."""
-        request = ExpandRequest(
+        # BentoML validated these against this signature, which is at least as strict as ExpandRequest's
+        # fields: constructed, not validated a second time
+        request = ExpandRequest.model_construct(
             seed_ids=seed_ids,
             k=k,
             threshold=threshold,
