@@ -143,15 +143,16 @@ class LookalikeService:
             campaign=campaign,
         )
         engine = self.engine  # a /reload swaps self.engine; this request finishes on the one it started on
-        refusal = self._below_min_seeds(engine, seed_ids)
-        if refusal:
-            raise BadRequest(refusal)
         # The body is encoded straight from the ranking (engine.expand_body: the JSON of ExpandResponse,
         # without validating and re-dumping 100 lookalike models per request).
         try:
             if engine.answers_inline:  # one index search: cheaper on the event loop than a thread hop
-                body = engine.expand_body(request, looks_hashed)
-            else:  # a per-campaign fit: keep the event loop (health checks, other routes) free meanwhile
+                # k-anonymity from the answer's own count of known seeds (no second lookup of each seed)
+                body = engine.expand_body(request, looks_hashed, min_seeds=CONFIG.expand)
+            else:  # a per-campaign fit: refused before it starts, and off the event loop meanwhile
+                refusal = self._below_min_seeds(engine, seed_ids)
+                if refusal:
+                    raise BadRequest(refusal)
                 body = await anyio.to_thread.run_sync(engine.expand_body, request, looks_hashed,
                                                       limiter=self._fit_limiter())
         except InvalidRequest as err:

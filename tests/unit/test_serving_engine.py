@@ -131,6 +131,30 @@ def test_http_body_survives_ids_and_campaign_names_that_need_escaping():
         assert sorted(r["user_id"] for r in body["lookalikes"]) == sorted(set(ids) - {"u1", "u2"})
 
 
+def test_http_body_refuses_fewer_known_seeds_than_min_seeds(engine):
+    """The service's k-anonymity check on an inline answer counts the seeds the answer itself resolved."""
+    import json
+
+    request = ExpandRequest(seed_ids=["u1", "u2", "ghost"], k=3)
+    refuse = GlomConfig().expand.model_copy(update={"min_seeds": 3, "min_seeds_action": "refuse"})
+    with pytest.raises(InvalidRequest, match="only 2 known seed"):
+        engine.expand_body(request, min_seeds=refuse)
+    warn = refuse.model_copy(update={"min_seeds_action": "warn"})
+    assert json.loads(engine.expand_body(request, min_seeds=warn))["seeds_used"] == 2
+    assert json.loads(engine.expand_body(request, min_seeds=refuse.model_copy(update={"min_seeds": 2})))["k"] == 3
+
+
+def test_http_body_ranks_past_the_preformatted_ranks():
+    import json
+
+    rng = np.random.default_rng(4)
+    model = TrainedModel(model_name="m", user_ids=np.array([f"u{i}" for i in range(1500)]),
+                         user_embeddings=rng.normal(size=(1500, 4)))
+    engine = ExpansionEngine(model, GlomConfig().with_overrides(**{"serving.max_k": 1400}), uri="local")
+    body = json.loads(engine.expand_body(ExpandRequest(seed_ids=["u1"], k=1400)))
+    assert [r["rank"] for r in body["lookalikes"]] == list(range(1, 1401))
+
+
 def test_http_body_redacts_unknown_seeds_the_filter_refuses(engine):
     import json
 
