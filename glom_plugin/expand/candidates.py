@@ -43,7 +43,7 @@ def _unique(ids: np.ndarray) -> np.ndarray:
     return np.unique(found[found >= 0])
 
 
-def _last_scores(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def last_scores(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Per query, the score of its last returned neighbour (-1 when it returned none)."""
     out = np.full(len(scores), -1.0, dtype=np.float64)
     for q in range(len(scores)):
@@ -55,7 +55,7 @@ def _last_scores(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 def centroid_candidates(index: UserIndex, seed_units: np.ndarray, centroid: np.ndarray, budget: int) -> Candidates:
     scores, ids = search(index, centroid[None, :], budget, normalized=True)
-    bound = float(_last_scores(scores, ids)[0]) if index.exact else None
+    bound = float(last_scores(scores, ids)[0]) if index.exact else None
     found = ids[0] >= 0
     order = np.argsort(ids[0][found])  # one query: its ids are already distinct
     return Candidates(ids[0][found][order], bound, scores[0][found][order])
@@ -63,7 +63,7 @@ def centroid_candidates(index: UserIndex, seed_units: np.ndarray, centroid: np.n
 
 def _seed_searches(index: UserIndex, seed_units: np.ndarray, centroid: np.ndarray, budget: int):
     scores, ids = search(index, np.vstack([centroid[None, :], seed_units]), budget, normalized=True)
-    return _unique(ids), _last_scores(scores[1:], ids[1:]) if index.exact else None
+    return _unique(ids), last_scores(scores[1:], ids[1:]) if index.exact else None
 
 
 def max_candidates(index: UserIndex, seed_units: np.ndarray, centroid: np.ndarray, budget: int) -> Candidates:

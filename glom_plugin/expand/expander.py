@@ -30,7 +30,7 @@ from glom_plugin.data.hashing import HASH_CHARS, looks_hashed
 from glom_plugin.data.id_files import read_id_list
 from glom_plugin.expand.aggregation import SeedSet, aggregate_similarity, exact_similarity
 from glom_plugin.expand.calibration import seed_calibrated_threshold
-from glom_plugin.expand.candidates import CANDIDATE_SEARCHES, complete
+from glom_plugin.expand.candidates import CANDIDATE_SEARCHES, complete, last_scores
 from glom_plugin.expand.explain import Explanations, SharedItems, explain_lookalikes
 from glom_plugin.expand.index import UserIndex, build_index, search
 from glom_plugin.expand.topk import top_k_order
@@ -259,9 +259,7 @@ def _rank_mean(
     rows, exact = rows[order], exact[order]
     if index.exact:
         # no user the search did not return scores above its last returned score
-        valid = ids[0] >= 0
-        bound = float(scores[0][valid][-1]) if valid.any() else -1.0
-        if not complete(bound, exact, k, threshold, slack=RESCORE_SLACK):
+        if not complete(float(last_scores(scores, ids)[0]), exact, k, threshold, slack=RESCORE_SLACK):
             return (*score_every_user(embeddings, seed_rows, "mean", k, threshold), "exact")
     return rows, exact, index.kind
 

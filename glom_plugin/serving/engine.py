@@ -211,25 +211,15 @@ class ExpansionEngine:
     def _fields(self, request: ExpandRequest, result: ExpansionResult) -> dict[str, Any]:
         """The answer as plain JSON-able values, straight from the result's arrays: what ``_response``
         validates once and ``expand_body`` encodes directly."""
-        why = result.explanations
-        rows: list[dict[str, Any]] = [
-            {"user_id": user, "score": score, "rank": rank,
-             "nearest_seeds": None, "nearest_seed_scores": None, "shared_items": None}
-            for user, score, rank in zip(result.user_ids.tolist(), result.scores.tolist(),
-                                         range(1, len(result.user_ids) + 1), strict=True)
-        ]
-        if why is not None:
-            for i, row in enumerate(rows):
-                row["nearest_seeds"] = why.nearest_seeds[i]
-                row["nearest_seed_scores"] = why.nearest_seed_scores[i]
-                if why.shared_items is not None:
-                    row["shared_items"] = why.shared_items[i]
+        return {"campaign": request.campaign, "lookalikes": _rows(result),
+                **self._summary(result, list(result.unknown_seeds))}
+
+    def _summary(self, result: ExpansionResult, unknown: list[str]) -> dict[str, Any]:
+        """The response's fields after ``lookalikes``, in ``ExpandResponse``'s order (both encodings share it)."""
         return {
-            "campaign": request.campaign,
-            "lookalikes": rows,
-            "n_lookalikes": len(rows),
+            "n_lookalikes": len(result.user_ids),
             "seeds_used": len(result.seeds_used),
-            "unknown_seeds": list(result.unknown_seeds),
+            "unknown_seeds": unknown,
             "aggregation": result.aggregation,
             "k": result.k,
             "threshold": result.threshold,
@@ -281,14 +271,12 @@ class ExpansionEngine:
                 check_min_seeds(len(result.seeds_used), min_seeds)
             except ValueError as err:
                 raise InvalidRequest(str(err)) from err
-        if result.explanations is not None:
-            fields = self._fields(request, result)
-            if keep_unknown is not None:
-                fields["unknown_seeds"] = [s for s in fields["unknown_seeds"] if keep_unknown(s)]
-            return to_json(fields)  # pydantic-core's encoder: 3x faster than json.dumps on 100 rows
         unknown = list(result.unknown_seeds)
-        return _plain_body(request.campaign, result, [s for s in unknown if keep_unknown(s)] if keep_unknown else unknown,
-                           self.provenance.get("version"))
+        summary = self._summary(result, [s for s in unknown if keep_unknown(s)] if keep_unknown else unknown)
+        if result.explanations is not None:
+            # pydantic-core's encoder: 3x faster than json.dumps on 100 rows
+            return to_json({"campaign": request.campaign, "lookalikes": _rows(result), **summary})
+        return _plain_body(request.campaign, result, summary)
 
     def expand_many(self, requests: list[ExpandRequest]) -> list[ExpandResponse]:
         """A batch of campaigns. Embedding models score them together (``expand/batch.py``: one blocked
@@ -397,10 +385,29 @@ def _rank_texts(n: int) -> list[bytes]:
     return texts
 
 
-def _plain_body(campaign: str | None, result: ExpansionResult, unknown: list[str], version: Any) -> bytes:
+def _rows(result: ExpansionResult) -> list[dict[str, Any]]:
+    """The lookalikes as plain row dicts, explanations included when the result has them."""
+    why = result.explanations
+    rows: list[dict[str, Any]] = [
+        {"user_id": user, "score": score, "rank": rank,
+         "nearest_seeds": None, "nearest_seed_scores": None, "shared_items": None}
+        for user, score, rank in zip(result.user_ids.tolist(), result.scores.tolist(),
+                                     range(1, len(result.user_ids) + 1), strict=True)
+    ]
+    if why is not None:
+        for i, row in enumerate(rows):
+            row["nearest_seeds"] = why.nearest_seeds[i]
+            row["nearest_seed_scores"] = why.nearest_seed_scores[i]
+            if why.shared_items is not None:
+                row["shared_items"] = why.shared_items[i]
+    return rows
+
+
+def _plain_body(campaign: str | None, result: ExpansionResult, summary: dict[str, Any]) -> bytes:
     """The JSON of an unexplained answer, column by column: one pydantic-core encoding of the ids and one of
-    the scores, cut apart and zipped into rows. Why: building 100 row dicts and encoding them was ~0.17 ms
-    of a ~1.2 ms mean request; this is half of that (benchmarks/results/serving.md).
+    the scores, cut apart and zipped into rows, then ``summary`` (``ExpansionEngine._summary``). Why:
+    building 100 row dicts and encoding them was ~0.17 ms of a ~1.2 ms mean request; this is half of that
+    (benchmarks/results/serving.md).
 
     The cuts are exact for any id: inside an encoded string every quote is escaped, so ``","`` occurs only
     between two strings, and an encoded number has no comma."""
@@ -408,18 +415,7 @@ def _plain_body(campaign: str | None, result: ExpansionResult, unknown: list[str
     scores = to_json(result.scores.tolist())[1:-1].split(b",") if len(result.scores) else []
     rows = b",".join([b'{"user_id":"%s","score":%s,"rank":%s%s' % (user, score, rank, _NO_EXPLANATION)
                       for user, score, rank in zip(ids, scores, _rank_texts(len(ids)), strict=False)])
-    rest = to_json({
-        "n_lookalikes": len(ids),
-        "seeds_used": len(result.seeds_used),
-        "unknown_seeds": unknown,
-        "aggregation": result.aggregation,
-        "k": result.k,
-        "threshold": result.threshold,
-        "candidate_source": result.candidate_source,
-        "model_version": version,
-        "error": None,
-    })
-    return b'{"campaign":%s,"lookalikes":[%s],%s' % (to_json(campaign), rows, rest[1:])
+    return b'{"campaign":%s,"lookalikes":[%s],%s' % (to_json(campaign), rows, to_json(summary)[1:])
 
 
 def seed_sample(model: TrainedModel | LookalikeModel, n: int, rng: np.random.Generator) -> list[str]:
