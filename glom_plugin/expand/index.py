@@ -95,9 +95,7 @@ def build_index(embeddings: np.ndarray, kind: IndexKind = "auto", seed: int = 0,
     return UserIndex(index=index, kind=kind, n_users=n, dim=dim)
 
 
-def search(index: UserIndex, queries: np.ndarray, k: int, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(cosine scores, row ids), each (n_queries, k); ids are -1 where fewer than k users were found.
-    ``normalized``: the queries are unit vectors already (float32)."""
+def _queries(index: UserIndex, queries: np.ndarray, k: int, normalized: bool) -> tuple[np.ndarray, int]:
     queries = np.atleast_2d(queries)
     queries = np.ascontiguousarray(queries if normalized else l2_normalize(queries), dtype=np.float32)
     if queries.shape[1] != index.dim:
@@ -105,5 +103,25 @@ def search(index: UserIndex, queries: np.ndarray, k: int, normalized: bool = Fal
     k = int(min(max(k, 1), index.n_users))
     if index.kind == "hnsw":
         index.index.hnsw.efSearch = max(64, 2 * k)
+    return queries, k
+
+
+def search(index: UserIndex, queries: np.ndarray, k: int, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine scores, row ids), each (n_queries, k); ids are -1 where fewer than k users were found.
+    ``normalized``: the queries are unit vectors already (float32)."""
+    queries, k = _queries(index, queries, k, normalized)
     scores, ids = index.index.search(queries, k)
     return scores, ids
+
+
+def search_with_vectors(
+    index: UserIndex, queries: np.ndarray, k: int, normalized: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``search`` plus each returned user's stored unit vector, (n_queries, k, dim): exactly
+    ``l2_normalize(embeddings[row])``, bit for bit (every kind here stores the normalised floats as they were
+    added). Why: faiss's ``search_and_reconstruct`` copies them from the lists the search has just scanned,
+    still in cache, where gathering the same ~136 rows from a 1M-user matrix after the search cost ~60 us
+    of cache misses, and normalising them again another ~60 us (benchmarks/results/serving.md)."""
+    queries, k = _queries(index, queries, k, normalized)
+    scores, ids, vectors = index.index.search_and_reconstruct(queries, k)
+    return scores, ids, vectors

@@ -81,7 +81,10 @@ class RequestGuard:
             await send(message)
 
         try:
-            await asyncio.wait_for(self.app(scope, replay, tracked_send), self.timeout_s)
+            # a timeout scope on this task, not wait_for's new task per request (one task creation and
+            # switch saved on every call)
+            async with asyncio.timeout(self.timeout_s):
+                await self.app(scope, replay, tracked_send)
         except TimeoutError:
             if not started:
                 await _reply(send, 504, f"the request took longer than serving.request_timeout_s={self.timeout_s:g}")

@@ -126,3 +126,21 @@ def test_mean_on_an_approximate_index_ranks_its_candidates_as_the_general_path_d
         assert source == "ivf"
         np.testing.assert_array_equal(rows, want_rows)
         np.testing.assert_array_equal(scores, want_scores)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_search_hands_back_the_very_unit_vectors_exact_scoring_would_compute(kind):
+    """``search_with_vectors``' copies are ``l2_normalize(embeddings[row])`` bit for bit (mean re-scores them
+    instead of gathering the rows), and its scores and ids are ``search``'s; padding rows are -1."""
+    from glom_plugin.expand.aggregation import l2_normalize
+    from glom_plugin.expand.index import search, search_with_vectors
+
+    index = FLAT if kind == "flat" else build_index(MODEL.user_embeddings, kind=kind, nprobe=4, seed=0)
+    queries = MODEL.user_embeddings[[3, 70, 900]]
+    scores, ids, vectors = search_with_vectors(index, queries, 150)
+    want_scores, want_ids = search(index, queries, 150)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
+    found = ids >= 0
+    assert found.sum() > 300
+    np.testing.assert_array_equal(vectors[found], l2_normalize(MODEL.user_embeddings[ids[found]]))
