@@ -26,10 +26,11 @@ reason; seeds the model does not know are listed in ``unknown_seeds`` (hashed-lo
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -54,6 +55,7 @@ from glom_plugin.serving.schemas import (  # noqa: E402
     request_model,
 )
 
+F = TypeVar("F", bound=Callable[..., object])
 CONFIG = service_config()
 LIMITS = CONFIG.serving
 CampaignRequest = request_model(LIMITS)
@@ -81,6 +83,14 @@ def strict_input(func: Callable[..., object]) -> type[bentoml.IODescriptor]:
     inferred = bentoml.IODescriptor.from_input(func, skip_self=True)
     return type(f"{func.__name__.title()}Input", (inferred,),
                 {"model_config": ConfigDict(extra="forbid"), "__module__": func.__module__})
+
+
+def presigned(func: F) -> F:
+    """``func`` with its signature computed once. Why: BentoML binds an API method on every request and
+    runs ``inspect.signature`` on it each time (~3% of a worker's CPU under load, a py-spy profile in
+    docs/PLATFORM.md); ``inspect`` returns a function's own ``__signature__`` without rebuilding it."""
+    func.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]
+    return func
 
 
 # Workers and threads per serving.workers / serving.threads (docs/PLATFORM.md: one process per core).
@@ -159,9 +169,10 @@ class LookalikeService:
             raise BadRequest(str(err)) from err
         return Response(body, media_type="application/json")  # type: ignore[return-value]  # schema: ExpandResponse
 
-    expand = bentoml.api(input_spec=strict_input(expand))(expand)
+    expand = bentoml.api(input_spec=strict_input(expand))(presigned(expand))
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=LIMITS.max_campaigns_per_batch, max_latency_ms=BATCH_MAX_LATENCY_MS)
+    @presigned
     def expand_batch(
         self, campaigns: Annotated[list[CampaignRequest], Field(min_length=1, max_length=LIMITS.max_campaigns_per_batch)]
     ) -> list[ExpandResponse]:
@@ -175,14 +186,17 @@ class LookalikeService:
 
     # Answered on the event loop: a few fields, no thread hop.
     @bentoml.api
+    @presigned
     async def health(self) -> HealthResponse:
         return self.engine.health()
 
     @bentoml.api
+    @presigned
     async def model_info(self) -> ModelInfo:
         return self.engine.info()
 
     @bentoml.api
+    @presigned
     def reload(self) -> ModelInfo:
         """Load the model the URI names now and swap it in (this worker)."""
         self.engine = ExpansionEngine.from_uri(resolve_model_uri(CONFIG), CONFIG)
