@@ -26,6 +26,7 @@ reason; seeds the model does not know are listed in ``unknown_seeds`` (hashed-lo
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 from collections.abc import Callable
@@ -85,6 +86,15 @@ def strict_input(func: Callable[..., object]) -> type[bentoml.IODescriptor]:
                 {"model_config": ConfigDict(extra="forbid"), "__module__": func.__module__})
 
 
+def exempt_from_gc() -> None:
+    """Move every object alive now (the model, its id -> row map, the index's wrappers) out of the cyclic
+    garbage collector's reach (``gc.freeze``); they are still freed by reference counting when dropped.
+    Why: a full collection traverses the 1M-entry id map and took ~190 ms at 1M users, a pause every request
+    in flight then waits for (a p99 of 240+ ms at 32 clients); after the freeze it takes microseconds
+    (docs/PLATFORM.md)."""
+    gc.freeze()
+
+
 def presigned(func: F) -> F:
     """``func`` with its signature computed once. Why: BentoML binds an API method on every request and
     runs ``inspect.signature`` on it each time (~3% of a worker's CPU under load, a py-spy profile in
@@ -108,6 +118,8 @@ class LookalikeService:
         resolve_salt(CONFIG.data.id_salt_env, required=True)
         self.engine = ExpansionEngine.from_uri(resolve_model_uri(CONFIG), CONFIG)
         self._limiter: anyio.CapacityLimiter | None = None
+        gc.collect()
+        exempt_from_gc()
 
     def _fit_limiter(self) -> anyio.CapacityLimiter:
         """At most serving.threads per-campaign fits at once in this worker (made on the event loop)."""
@@ -200,6 +212,7 @@ class LookalikeService:
     def reload(self) -> ModelInfo:
         """Load the model the URI names now and swap it in (this worker)."""
         self.engine = ExpansionEngine.from_uri(resolve_model_uri(CONFIG), CONFIG)
+        exempt_from_gc()
         return self.engine.info()
 
 
