@@ -27,7 +27,7 @@ RESULTS = Path("benchmarks/results")
 DATASETS: dict[str, list[str]] = {
     "Digital Music": ["digital-music-more", "digital-music"],
     "MovieLens": ["movielens-more", "movielens-pm", "movielens"],
-    "MyAnimeList": ["mal-graph", "mal-rest", "mal-more", "mal"],
+    "MyAnimeList": ["mal-graph", "mal-neg", "mal-rest", "mal-more", "mal"],
 }
 PROTOCOLS = ("sampled", "all")
 

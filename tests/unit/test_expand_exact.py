@@ -106,7 +106,7 @@ def test_exact_similarity_agrees_with_blas_and_does_not_depend_on_the_other_rows
         np.testing.assert_array_equal(exact_similarity(users[picked], seeds, aggregation), full[picked])
 
 
-@pytest.mark.parametrize("k,threshold", [(100, None), (7, None), (50, 0.55)])
+@pytest.mark.parametrize("k,threshold", [(100, None), (7, None), (50, 0.55), (400, None)])  # 400: faiss pads with -1
 def test_mean_on_an_approximate_index_ranks_its_candidates_as_the_general_path_does(k, threshold):
     """mean's one-search path (``_rank_mean``) against the steps every aggregation shares, on the same IVF
     candidates: the centroid's neighbours minus the seeds, short-listed and re-scored exactly."""
