@@ -111,9 +111,15 @@ def resolve_seeds(model: TrainedModel | LookalikeModel, seed_ids: list[str]) -> 
     found = list(map(index.get, distinct))  # one C-level pass: an online request resolves ~20 ids
     if None not in found:  # the usual case: every seed is known
         return np.array(found, dtype=np.int64), distinct, []
-    known = [sid for sid, row in zip(distinct, found, strict=True) if row is not None]
-    unknown = [sid for sid, row in zip(distinct, found, strict=True) if row is None]
-    known_rows = [row for row in found if row is not None]
+    known_rows: list[int] = []
+    known: list[str] = []
+    unknown: list[str] = []
+    for sid, row in zip(distinct, found, strict=True):
+        if row is None:
+            unknown.append(sid)
+        else:
+            known_rows.append(row)
+            known.append(sid)
     if not known:
         # The ids are not quoted: they may be raw account ids given by mistake.
         raw = sum(not looks_hashed(s) for s in unknown)
