@@ -19,12 +19,19 @@ Aggregation = Literal["max", "mean", "probabilistic"]
 AGGREGATIONS: tuple[str, ...] = ("max", "mean", "probabilistic")
 
 
-def l2_normalize(matrix: np.ndarray) -> np.ndarray:
+def row_norms(matrix: np.ndarray) -> np.ndarray:
+    """Each row's length as ``l2_normalize`` divides by, (n, 1) float32 (at least 1e-12). A row's value
+    depends on that row alone, so norms kept from a build divide any later gather of the same rows to the
+    same bits."""
     matrix = np.asarray(matrix, dtype=np.float32)
     # what np.linalg.norm(axis=1) computes, bit for bit, without its per-call overhead (online requests
     # normalise a handful of small arrays each)
-    norms = np.sqrt(np.add.reduce(matrix * matrix, axis=1, keepdims=True))
-    return matrix / np.maximum(norms, 1e-12)
+    return np.maximum(np.sqrt(np.add.reduce(matrix * matrix, axis=1, keepdims=True)), 1e-12)
+
+
+def l2_normalize(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    return matrix / row_norms(matrix)
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,18 @@ class SeedSet:
     def of(cls, seeds: np.ndarray) -> SeedSet:
         if len(seeds) == 0:
             raise ValueError("the seed list is empty")
-        units = l2_normalize(seeds)
+        return cls.of_units(l2_normalize(seeds))
+
+    @classmethod
+    def of_rows(cls, embeddings: np.ndarray, rows: np.ndarray, norms: np.ndarray) -> SeedSet:
+        """``of(embeddings[rows])`` with the rows' ``row_norms`` computed once per model (``norms``), not
+        per request: the same bits, four numpy calls fewer (~11 us of an online request)."""
+        if len(rows) == 0:
+            raise ValueError("the seed list is empty")
+        return cls.of_units(np.asarray(embeddings.take(rows, axis=0), dtype=np.float32) / norms.take(rows, axis=0))
+
+    @classmethod
+    def of_units(cls, units: np.ndarray) -> SeedSet:
         # the sum, not the mean: the same direction in fewer steps. Its length in Python floats (sqrt in
         # float64 then rounded is float32's correctly rounded sqrt): each numpy call on a 64-vector costs
         # ~5 us in an online request, between searches that flush the caches

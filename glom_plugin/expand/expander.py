@@ -108,9 +108,11 @@ def resolve_seeds(model: TrainedModel | LookalikeModel, seed_ids: list[str]) -> 
     """(row indices of known seeds, known seed ids, unknown seed ids); duplicates are counted once."""
     index = model.user_index()
     distinct = list(dict.fromkeys(seed_ids if all(type(s) is str for s in seed_ids) else map(str, seed_ids)))
-    found = list(map(index.get, distinct))  # one C-level pass: an online request resolves ~20 ids
-    if None not in found:  # the usual case: every seed is known
-        return np.array(found, dtype=np.int64), distinct, []
+    try:  # the usual case, every seed known: one C-level pass straight into the array (~20 ids online)
+        return np.fromiter(map(index.__getitem__, distinct), dtype=np.int64, count=len(distinct)), distinct, []
+    except KeyError:
+        pass
+    found = list(map(index.get, distinct))
     known_rows: list[int] = []
     known: list[str] = []
     unknown: list[str] = []
@@ -216,7 +218,10 @@ def rank_with_index(
     budget = (k or 0) + len(seed_rows) + SEARCH_MARGIN
     if not k or budget > SEARCH_MAX_SHARE * index.n_users:
         return (*score_every_user(embeddings, seed_rows, aggregation, k, threshold), "exact")
-    seeds = SeedSet.of(embeddings.take(seed_rows, axis=0))  # take: a third of fancy indexing's overhead
+    if index.norms is not None and len(index.norms) == len(embeddings):
+        seeds = SeedSet.of_rows(embeddings, seed_rows, index.norms)
+    else:
+        seeds = SeedSet.of(embeddings.take(seed_rows, axis=0))  # take: a third of fancy indexing's overhead
     if aggregation == "mean":
         return _rank_mean(embeddings, index, seeds, seed_rows, k, threshold, budget)
     found = CANDIDATE_SEARCHES[aggregation](index, seeds.units, seeds.centroid, budget)
@@ -251,26 +256,28 @@ def _rank_mean(
     unit vectors the search hands back (``search_with_vectors``: no gather from the embedding matrix) and
     ranked by (score desc, row asc): the same users, order and scores as ``shortlist_ranking`` (tested)."""
     scores, ids, vectors = search_with_vectors(index, seeds.centroid[None, :], budget, normalized=True)
-    # ~136 neighbours: a Python filter is one pass, where numpy masks took ~8 array operations
+    # every returned user scored at once, on the index's own copies of the unit vectors (what
+    # exact_similarity computes from the rows; a row's score depends on that row alone), then ranked in
+    # Python: ~136 neighbours are one pass over lists, where numpy masks, takes and a lexsort were ~12
+    # array operations of ~3 us each between two searches that flush the caches
+    exact = mean_similarity_of_units(vectors[0], seeds.centroid).tolist()
     excluded = set(seed_rows.tolist())
     excluded.add(-1)  # faiss pads a short list with -1
-    found = ids[0].tolist()
     if threshold is None:
-        kept = [i for i, row in enumerate(found) if row not in excluded]
+        ranked = [(-score, row) for row, score in zip(ids[0].tolist(), exact, strict=True) if row not in excluded]
     else:
         floor = threshold - RESCORE_SLACK  # the general path's pre-filter, on the search's own scores
-        kept = [i for i, (row, s) in enumerate(zip(found, scores[0].tolist(), strict=True)) if row not in excluded and s >= floor]
-    picked = np.array(kept[: k + SEARCH_MARGIN], dtype=np.intp)
-    rows = ids[0].take(picked)
-    # scored on the index's own copies of the unit vectors (what exact_similarity computes from the rows),
-    # all of them at once: a row's score depends on that row alone, and picking scores is cheaper than
-    # picking vectors
-    exact = mean_similarity_of_units(vectors[0], seeds.centroid).take(picked)
+        ranked = [(-score, row) for row, score, fast in zip(ids[0].tolist(), exact, scores[0].tolist(), strict=True)
+                  if row not in excluded and fast >= floor]
+    del ranked[k + SEARCH_MARGIN :]  # the short list: the first k + margin in the search's order
     if threshold is not None:
-        passed = exact >= threshold
-        rows, exact = rows[passed], exact[passed]
-    order = np.lexsort((rows, -exact))[:k]
-    rows, exact = rows[order], exact[order]
+        # scores are float32 values, and numpy compares a float32 array with T in float32
+        cut = -float(np.float32(threshold))
+        ranked = [pair for pair in ranked if pair[0] <= cut]
+    ranked.sort()  # (score desc, row asc): brute force's order
+    del ranked[k:]
+    rows = np.array([row for _, row in ranked], dtype=np.int64)
+    exact = np.array([-score for score, _ in ranked], dtype=np.float32)
     if index.exact:
         # no user the search did not return scores above its last returned score
         if not complete(float(last_scores(scores, ids)[0]), exact, k, threshold, slack=RESCORE_SLACK):

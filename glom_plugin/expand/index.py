@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from glom_plugin.expand.aggregation import l2_normalize
+from glom_plugin.expand.aggregation import l2_normalize, row_norms
 
 IndexKind = Literal["auto", "flat", "hnsw", "ivf"]
 FLAT_MAX_USERS = 50_000
@@ -42,6 +42,9 @@ class UserIndex:
     kind: str
     n_users: int
     dim: int
+    # the indexed rows' ``row_norms`` (n, 1), kept from the build: a request then normalises its seeds with
+    # one division (``SeedSet.of_rows``); None for an index built elsewhere
+    norms: np.ndarray | None = None
 
     @property
     def exact(self) -> bool:
@@ -90,9 +93,12 @@ def build_index(embeddings: np.ndarray, kind: IndexKind = "auto", seed: int = 0,
         index.nprobe = params.nprobe
     else:
         raise ValueError(f"unknown index kind {kind!r}; choose auto, flat, hnsw or ivf")
+    norms = np.empty((n, 1), dtype=np.float32)
     for start in range(0, n, ADD_CHUNK):
-        index.add(np.ascontiguousarray(l2_normalize(embeddings[start : start + ADD_CHUNK])))
-    return UserIndex(index=index, kind=kind, n_users=n, dim=dim)
+        chunk = embeddings[start : start + ADD_CHUNK]
+        norms[start : start + ADD_CHUNK] = row_norms(chunk)
+        index.add(np.ascontiguousarray(chunk / norms[start : start + ADD_CHUNK]))  # = l2_normalize(chunk)
+    return UserIndex(index=index, kind=kind, n_users=n, dim=dim, norms=norms)
 
 
 def _queries(index: UserIndex, queries: np.ndarray, k: int, normalized: bool) -> tuple[np.ndarray, int]:

@@ -144,3 +144,30 @@ def test_search_hands_back_the_very_unit_vectors_exact_scoring_would_compute(kin
     found = ids >= 0
     assert found.sum() > 300
     np.testing.assert_array_equal(vectors[found], l2_normalize(MODEL.user_embeddings[ids[found]]))
+
+
+def test_norms_kept_from_the_build_normalise_seeds_to_the_same_bits():
+    """``build_index`` keeps each row's ``row_norms``; ``SeedSet.of_rows`` divides a gather by them and must
+    give ``SeedSet.of``'s units and centroid bit for bit, so the ranking is the same with or without them
+    (also for float64 embeddings, which every path first rounds to float32)."""
+    from dataclasses import replace
+
+    from glom_plugin.expand.aggregation import SeedSet, row_norms
+
+    ivf = build_index(MODEL.user_embeddings, kind="ivf", nprobe=4, seed=0)
+    np.testing.assert_array_equal(ivf.norms, row_norms(MODEL.user_embeddings))
+    rng = np.random.default_rng(5)
+    wide = MODEL.user_embeddings.astype(np.float64) * 1.0001
+    for _ in range(50):
+        rows = rng.choice(len(MODEL.user_embeddings), size=int(rng.integers(1, 40)), replace=False)
+        for emb, norms in ((MODEL.user_embeddings, ivf.norms), (wide, row_norms(wide))):
+            got, want = SeedSet.of_rows(emb, rows, norms), SeedSet.of(emb[rows])
+            np.testing.assert_array_equal(got.units, want.units)
+            np.testing.assert_array_equal(got.centroid, want.centroid)
+    without = replace(ivf, norms=None)
+    for seeds in (rng.choice(len(MODEL.user_embeddings), 20, replace=False) for _ in range(10)):
+        for aggregation in ("mean", "max"):
+            a = rank_with_index(MODEL.user_embeddings, ivf, seeds, aggregation, 60, None)
+            b = rank_with_index(MODEL.user_embeddings, without, seeds, aggregation, 60, None)
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])

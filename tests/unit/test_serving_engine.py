@@ -131,6 +131,22 @@ def test_http_body_survives_ids_and_campaign_names_that_need_escaping():
         assert sorted(r["user_id"] for r in body["lookalikes"]) == sorted(set(ids) - {"u1", "u2"})
 
 
+def test_id_texts_are_kept_per_row_only_when_every_id_is_its_own_json():
+    """``json_id_texts``: the bytes between each id's JSON quotes, by row, for plain ASCII ids; None as soon
+    as one id needs escaping (each answer's ids are then encoded on their own)."""
+    import json
+
+    from glom_plugin.serving.engine import json_id_texts
+
+    plain = np.array(["u1", "ab12cd", "x-y_z.w", ""], dtype=object)
+    texts = json_id_texts(plain)
+    assert texts is not None and texts.take([2, 0, 3]).tolist() == [b"x-y_z.w", b"u1", b""]
+    assert [json.loads(b'"%s"' % t) for t in texts.tolist()] == plain.tolist()
+    for odd in ('q"', "back\\slash", "tab\there", "naïve", "nul\x00"):
+        assert json_id_texts(np.array(["u1", odd], dtype=object)) is None, odd
+    assert json_id_texts(np.array([], dtype=object)) is None
+
+
 def test_http_body_refuses_fewer_known_seeds_than_min_seeds(engine):
     """The service's k-anonymity check on an inline answer counts the seeds the answer itself resolved."""
     import json
