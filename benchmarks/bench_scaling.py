@@ -83,8 +83,9 @@ class TreeSampler:
         self.load.append(os.getloadavg()[0])
 
 
-def run_case(args: list[str], timeout_s: float) -> dict[str, Any]:
-    """One case in a fresh process: its wall seconds, peak tree RSS, load, and the JSON it prints last."""
+def run_case(args: list[str], timeout_s: float, log: Path | None = None) -> dict[str, Any]:
+    """One case in a fresh process: its wall seconds, peak tree RSS, load, and the JSON it prints last.
+    ``log``: where the case's stderr is kept, so a failure's cause (a Spark job's Java stack) can be read."""
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, **ENV}, cwd=REPO)
@@ -100,12 +101,24 @@ def run_case(args: list[str], timeout_s: float) -> dict[str, Any]:
     sampler.stop()
     record: dict[str, Any] = {"ok": proc.returncode == 0, "wall_s": round(time.perf_counter() - started, 1),
                               "peak_mb": round(sampler.peak_mb, 1), "load": _load(sampler.load)}
+    if log is not None:
+        log.write_text(err)
+        record["log"] = str(log)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if proc.returncode == 0 and lines:
         record.update(json.loads(lines[-1]))
     else:
-        record["why"] = (err or out).strip().splitlines()[-1:] if (err or out) else ["no output"]
+        record["why"] = _failure(err or out)
     return record
+
+
+def _failure(text: str) -> list[str]:
+    """The lines that name a failure's cause: the first exception or error line, and the last line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ["no output"]
+    causes = [line for line in lines if "Error" in line or "Exception" in line]
+    return list(dict.fromkeys([*causes[:1], lines[-1]]))
 
 
 def _load(samples: list[float]) -> dict[str, float]:
@@ -241,7 +254,7 @@ def plot(fitted: dict[str, dict[str, Any]], out_dir: Path) -> list[str]:
                 ax.grid(True, which="both", alpha=0.3)
         for ax in axes:
             ax.legend()
-        fig.suptitle(f"{kind}: wall and peak memory vs size (log-log; 2 shared cores)")
+        fig.suptitle(f"{kind}: wall and peak memory vs size (log-log; 2 cores)")
         fig.tight_layout()
         path = out_dir / f"scaling_{kind}.png"
         fig.savefig(path, dpi=110)
@@ -256,8 +269,8 @@ def write_markdown(record: dict[str, Any], path: Path) -> None:
         f"Command: `{record['command']}`  ",
         f"Machine: {record['machine']}  ",
         f"Date: {record['date']}  ",
-        "The 2 cores were shared with other engineers' work during these runs: the load average of each case "
-        "is in its row (a load of 4 on 2 cores means each process got about half a core).", "",
+        "The load average of each case is in its row: Spark's own JVM and Python workers put it at 2-3 on these "
+        "2 cores; above that, other work shared them (a load of 4 means each process got about half a core).", "",
         "Wall = the case process's seconds (imports and Spark start-up included); peak = the largest summed "
         "resident set of the case's process tree (Spark's JVM and Python workers included). Exponent = slope of "
         "the log-log least-squares line.", "",
@@ -313,7 +326,8 @@ def orchestrate(args: argparse.Namespace) -> None:
         if (kind, backend, size) in done:
             return next(c for c in cases if (c["kind"], c["backend"], c["size"]) == (kind, backend, size))
         print(f"==> {kind} {backend} {size:,}", flush=True)
-        case = {"kind": kind, "backend": backend, "size": size, **run_case(case_args, limit)}
+        case = {"kind": kind, "backend": backend, "size": size,
+                **run_case(case_args, limit, log=work / f"{kind}-{backend}-{size}.stderr.log")}
         print(f"    {json.dumps(case)}", flush=True)
         cases[:] = [c for c in cases if (c["kind"], c["backend"], c["size"]) != (kind, backend, size)] + [case]
         save()
