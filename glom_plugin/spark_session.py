@@ -6,8 +6,8 @@ moves columnar data. Small by default (``local[2]``, 2 shuffle partitions per co
 machine has 2 shared cores. The JVM heap is a quarter of the machine's memory, 2-8 GB
 (``default_driver_memory``): in local mode every task runs in the driver's JVM, and at 10M reviews a 2 GB
 heap ran out in the minimum-interactions aggregation (its spill readers). ``GLOM_SPARK_CORES`` /
-``GLOM_SPARK_DRIVER_MEMORY`` size it for a bigger one; a cluster session created beforehand (``spark-submit``) is reused as is, since ``getOrCreate``
-returns the active session.
+``GLOM_SPARK_DRIVER_MEMORY`` size it for a bigger one; a cluster session created beforehand
+(``spark-submit``) is reused as is, since ``getOrCreate`` returns the active session.
 pyspark is imported inside the function: it is an optional dependency (``pip install glom-plugin[spark]``).
 """
 
