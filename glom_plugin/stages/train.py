@@ -202,6 +202,7 @@ class GlomFit:
     data: LookalikeData
     pm: PMResult | None
     glm: GLMResult
+    fold_state: dict[str, np.ndarray]  # GlmFoldIn.state_from(glm, data): one full-graph pass, done once
 
     def metrics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"glm": self.glm.history.to_dict(), "relations": self.glm.triples.counts()}
@@ -220,11 +221,11 @@ def _fit_glom_staged(cfg: GlomConfig, layout: RunLayout, resume: bool) -> GlomFi
     glm_ckpt = glm_checkpoint(cfg, layout, pm, resume)
     triples = None if pm is not None else training_triples(cfg, layout, data)  # PM's are the artifact's
     glm = fit_glm(data, cfg, seed=cfg.seed, pm=pm, triples=triples, checkpoint=glm_ckpt)
-    fitted = GlomFit(data, pm, glm)
+    fitted = GlomFit(data, pm, glm, GlmFoldIn.state_from(glm, data))
     users = glm.node_embeddings[: data.n_users]
     # users outside the graph through GLM's layers, as GlomModel folds them in (models/fold_in.py), so batch
     # jobs and Feast reading this artifact see the same users the saved model expands to
-    outside = GlmFoldIn(GlmFoldIn.state_from(glm, data), cfg.glm.aggregator).embed_outside(data) if data.n_outside else None
+    outside = GlmFoldIn(fitted.fold_state, cfg.glm.aggregator).embed_outside(data) if data.n_outside else None
     TrainedModel(
         model_name="glom-seedset" if cfg.glm.objective == "seedset" else f"glom-{cfg.glm.aggregator}",
         user_ids=data.all_user_ids,
@@ -258,14 +259,14 @@ def _train_glom(model: LookalikeModel, layout: RunLayout, resume: bool) -> dict[
     model._remember(fitted.data)
     model.embeddings = nodes[: fitted.data.n_users]  # type: ignore[attr-defined]
     model.item_embeddings = nodes[fitted.data.n_users :]  # type: ignore[attr-defined]
-    model.glm_fold_state = GlmFoldIn.state_from(fitted.glm, fitted.data)  # type: ignore[attr-defined]
+    model.glm_fold_state = fitted.fold_state  # type: ignore[attr-defined]
     return fitted.metrics()
 
 
 def _train_glom_hybrid(model: LookalikeModel, layout: RunLayout, resume: bool) -> dict[str, Any]:
     fitted = _fit_glom_staged(model.config, layout, resume)
     model.fit_embeddings(fitted.data, fitted.glm.node_embeddings[: fitted.data.n_users],  # type: ignore[attr-defined]
-                         GlmFoldIn.state_from(fitted.glm, fitted.data))
+                         fitted.fold_state)
     return fitted.metrics()
 
 

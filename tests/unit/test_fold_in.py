@@ -325,6 +325,24 @@ def test_glm_fold_in_goes_through_the_trained_layers(tmp_path: Path, fitted_glom
     assert NEW_USER in loaded.expand(data.user_ids[buyers].tolist(), k=loaded.n_users).user_ids.tolist()
 
 
+def test_the_fold_in_state_is_the_same_whichever_backend_propagates_it(fitted_glom, community_data) -> None:
+    """``state_from`` propagates with the backend GLM trained with (DGL's fused sums on the CPU, which never
+    gather an edges x d tensor); the torch scatter backend gives the same arrays."""
+    from dataclasses import replace
+
+    from glom_plugin.models.fold_in import GLM_FOLD_KEYS, GlmFoldIn
+
+    data, _ = community_data
+    glm = fitted_glom.glm_result
+    assert glm.history.backend == "dgl"
+    by_backend = {
+        backend: GlmFoldIn.state_from(replace(glm, history=replace(glm.history, backend=backend)), data)
+        for backend in ("dgl", "torch")
+    }
+    for key in GLM_FOLD_KEYS:
+        np.testing.assert_allclose(by_backend["dgl"][key], by_backend["torch"][key], atol=1e-5, err_msg=key)
+
+
 def test_glm_fold_in_aggregates_like_eq3_on_a_hand_made_layer() -> None:
     from glom_plugin.models.fold_in import GlmFoldIn
 
