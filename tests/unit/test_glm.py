@@ -140,6 +140,19 @@ def test_dgl_and_torch_backends_agree_on_outputs_and_gradients(aggregator):
         assert torch.allclose(g_t[name], g_d[name], atol=1e-9), name
 
 
+def test_dgl_graphs_take_int32_ids_where_every_index_fits():
+    from glom_plugin.models.glm import DGLMessageGraph, TorchMessageGraph
+
+    graph = build_message_graph(toy_triples(), "dgl", "cpu")
+    assert graph.graph.idtype == torch.int32
+    assert {graph.src.dtype, graph.dst.dtype, graph.etype.dtype} == {torch.int32}
+    # dst * R + etype must fit as well: past 2^31 the graph keeps int64 ids
+    assert DGLMessageGraph.index_dtype(2**31 // 3 + 1, 3, 10) == torch.int64
+    assert DGLMessageGraph.index_dtype(2**31 // 3 - 1, 3, 10) == torch.int32
+    # the scatter backend (CUDA) needs int64 indices for scatter_reduce
+    assert TorchMessageGraph.index_dtype(10, 3, 10) == torch.int64
+
+
 def test_eq9_loss_by_hand():
     model = GraphLearningModel(3, 1, 2, layers=0, aggregator="mean", norm=2)
     h = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
