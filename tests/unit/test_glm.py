@@ -153,6 +153,26 @@ def test_dgl_graphs_take_int32_ids_where_every_index_fits():
     assert TorchMessageGraph.index_dtype(10, 3, 10) == torch.int64
 
 
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
+def test_int32_and_int64_dgl_graphs_give_the_same_bits(aggregator, monkeypatch):
+    from glom_plugin.models.glm import DGLMessageGraph
+
+    data = make_planted_data(n_users=40, n_items=15, seed=4)
+    triples = build_knowledge_triples(data, GraphConfig())
+    outputs = {}
+    for narrow in (True, False):
+        monkeypatch.setattr(DGLMessageGraph, "narrow_indices", narrow)
+        torch.manual_seed(0)
+        model = GraphLearningModel(triples.n_nodes, triples.n_relations, 6, layers=2, aggregator=aggregator)
+        graph = build_message_graph(triples, "dgl", "cpu")
+        assert graph.graph.idtype == (torch.int32 if narrow else torch.int64)
+        h, r = model(graph)
+        (h.square().sum() + r.sum()).backward()
+        outputs[narrow] = (h.detach(), r.detach(), [p.grad.clone() for p in model.parameters()])
+    assert torch.equal(outputs[True][0], outputs[False][0]) and torch.equal(outputs[True][1], outputs[False][1])
+    assert all(torch.equal(a, b) for a, b in zip(outputs[True][2], outputs[False][2], strict=True))
+
+
 def test_eq9_loss_by_hand():
     model = GraphLearningModel(3, 1, 2, layers=0, aggregator="mean", norm=2)
     h = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
