@@ -358,7 +358,8 @@ def orchestrate(args: argparse.Namespace) -> None:
             record("train", "local", size, ["--case", "train", "--run-dir", str(work / f"prepare-local-{size}"),
                                              "--epochs", str(args.epochs)], args.limit)
     for users in args.batch_users:
-        make_batch_inputs(users, args.campaigns, work)
+        if any(("batch", backend, users) not in done for backend in args.backends):  # inputs only for a case to run
+            make_batch_inputs(users, args.campaigns, work)
         for backend in args.backends:
             record("batch", backend, users, ["--case", "batch", "--users", str(users), "--campaigns", str(args.campaigns),
                                              "--backend", backend, "--work", str(work)], args.limit)
@@ -381,7 +382,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="*", default=["local", "spark"])
     parser.add_argument("--campaigns", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--max-train", type=int, default=1_000_000, help="largest size the train case runs at")
+    parser.add_argument("--max-train", type=int, default=10_000_000, help="largest size the train case runs at")
     parser.add_argument("--max-spark-prepare", type=int, default=10_000_000)
     parser.add_argument("--limit", type=float, default=1800.0, help="seconds before a case is stopped")
     parser.add_argument("--work", default="/tmp/glom-scaling")
