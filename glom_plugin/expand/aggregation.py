@@ -112,10 +112,13 @@ def _over_seeds(sims: np.ndarray, method: Aggregation) -> np.ndarray:
     return -np.expm1(np.log1p(-clipped).sum(axis=1))
 
 
-def mean_similarity_of_units(units: np.ndarray, centroid: np.ndarray) -> np.ndarray:
+def mean_similarity_of_units(units: np.ndarray, centroid: np.ndarray, overwrite: bool = False) -> np.ndarray:
     """sim(u, S) for ``mean`` from unit vectors: u . centroid, summed per row by numpy's pairwise reduction
-    (its result for a row depends on that row alone). The one formula every path ranks ``mean`` with."""
-    return np.add.reduce(units * centroid, axis=1)
+    (its result for a row depends on that row alone). The one formula every path ranks ``mean`` with.
+    ``overwrite``: the products go into ``units`` itself (a caller's own scratch copy, such as the vectors a
+    search hands back), sparing an online request one allocation: the same bits."""
+    products = np.multiply(units, centroid, out=units) if overwrite else units * centroid
+    return np.add.reduce(products, axis=1)
 
 
 def exact_similarity(candidates: np.ndarray, seeds: np.ndarray | SeedSet, method: Aggregation = "mean") -> np.ndarray:

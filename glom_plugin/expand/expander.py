@@ -17,8 +17,11 @@ call fails with a clear error.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import compress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,17 +55,19 @@ SEARCH_MARGIN = 16
 RESCORE_SLACK = 1e-5
 # A search asking for more than this share of all users costs more than scoring every user.
 SEARCH_MAX_SHARE = 0.25
+_STR_ONLY = {str}  # seed ids that are all plain str are used as given
 
 
 @dataclass
 class ExpansionResult:
-    """The ranked lookalikes as arrays (``rows``, ``user_ids``, ``scores``: best first) and, built on
-    first use, as the ``lookalikes`` table: columns user_id, score, rank (1 = most alike); with
+    """The ranked lookalikes as arrays (``rows``, ``scores``: best first; ``user_ids``: their ids) and,
+    built on first use, as the ``lookalikes`` table: columns user_id, score, rank (1 = most alike); with
     ``explain``, also nearest_seeds, nearest_seed_scores and shared_items (when item interactions were
-    given)."""
+    given). ``all_user_ids``: every user's id by row, the model's own array; ``user_ids`` is taken from it
+    on first use (the service's body takes ready JSON texts by row instead: ~5 us of a request saved)."""
 
     rows: np.ndarray
-    user_ids: np.ndarray
+    all_user_ids: np.ndarray
     scores: np.ndarray
     seeds_used: list[str]
     unknown_seeds: list[str]
@@ -73,6 +78,10 @@ class ExpansionResult:
     model_name: str = ""
     explanations: Explanations | None = None
     stats: dict = field(default_factory=dict)
+
+    @cached_property
+    def user_ids(self) -> np.ndarray:
+        return self.all_user_ids.take(self.rows)
 
     @cached_property
     def lookalikes(self) -> pd.DataFrame:
@@ -107,7 +116,7 @@ class ExpansionResult:
 def resolve_seeds(model: TrainedModel | LookalikeModel, seed_ids: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
     """(row indices of known seeds, known seed ids, unknown seed ids); duplicates are counted once."""
     index = model.user_index()
-    distinct = list(dict.fromkeys(seed_ids if all(type(s) is str for s in seed_ids) else map(str, seed_ids)))
+    distinct = list(dict.fromkeys(seed_ids if set(map(type, seed_ids)) == _STR_ONLY else map(str, seed_ids)))
     try:  # the usual case, every seed known: one C-level pass straight into the array (~20 ids online)
         return np.fromiter(map(index.__getitem__, distinct), dtype=np.int64, count=len(distinct)), distinct, []
     except KeyError:
@@ -259,16 +268,18 @@ def _rank_mean(
     # every returned user scored at once, on the index's own copies of the unit vectors (what
     # exact_similarity computes from the rows; a row's score depends on that row alone), then ranked in
     # Python: ~136 neighbours are one pass over lists, where numpy masks, takes and a lexsort were ~12
-    # array operations of ~3 us each between two searches that flush the caches
-    exact = mean_similarity_of_units(vectors[0], seeds.centroid).tolist()
+    # array operations of ~3 us each between two searches that flush the caches. The pass is C-level
+    # iteration (zip, map, compress) over (-score, row) pairs: no bytecode per neighbour.
+    negated = np.negative(mean_similarity_of_units(vectors[0], seeds.centroid, overwrite=True)).tolist()
+    found = ids[0].tolist()
     excluded = set(seed_rows.tolist())
     excluded.add(-1)  # faiss pads a short list with -1
     if threshold is None:
-        ranked = [(-score, row) for row, score in zip(ids[0].tolist(), exact, strict=True) if row not in excluded]
+        keep: Iterable[bool] = map(operator.not_, map(excluded.__contains__, found))
     else:
         floor = threshold - RESCORE_SLACK  # the general path's pre-filter, on the search's own scores
-        ranked = [(-score, row) for row, score, fast in zip(ids[0].tolist(), exact, scores[0].tolist(), strict=True)
-                  if row not in excluded and fast >= floor]
+        keep = [row not in excluded and fast >= floor for row, fast in zip(found, scores[0].tolist(), strict=True)]
+    ranked = list(compress(zip(negated, found, strict=True), keep))
     del ranked[k + SEARCH_MARGIN :]  # the short list: the first k + margin in the search's order
     if threshold is not None:
         # scores are float32 values, and numpy compares a float32 array with T in float32
@@ -276,8 +287,9 @@ def _rank_mean(
         ranked = [pair for pair in ranked if pair[0] <= cut]
     ranked.sort()  # (score desc, row asc): brute force's order
     del ranked[k:]
-    rows = np.array([row for _, row in ranked], dtype=np.int64)
-    exact = np.array([-score for score, _ in ranked], dtype=np.float32)
+    negated, kept = zip(*ranked, strict=True) if ranked else ((), ())
+    rows = np.array(kept, dtype=np.int64)
+    exact = -np.array(negated, dtype=np.float32)
     if index.exact:
         # no user the search did not return scores above its last returned score
         if not complete(float(last_scores(scores, ids)[0]), exact, k, threshold, slack=RESCORE_SLACK):
@@ -324,7 +336,7 @@ def expand_audience(
         explanations = explain_lookalikes(embeddings, model.user_ids, rows, seed_rows, items)
     return ExpansionResult(
         rows=rows,
-        user_ids=model.user_ids.take(rows),
+        all_user_ids=model.user_ids,
         scores=np.asarray(scores, dtype=np.float32),
         seeds_used=seeds_used,
         unknown_seeds=unknown,

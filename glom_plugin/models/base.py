@@ -35,12 +35,12 @@ import numpy as np
 
 from glom_plugin.config import ExpandConfig, GlomConfig
 from glom_plugin.expand.aggregation import aggregate_similarity
+from glom_plugin.expand.expander import ExpansionResult, expand_audience, resolve_seeds, select_ranked
 from glom_plugin.graph.dataset import LookalikeData
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from glom_plugin.expand.expander import ExpansionResult
     from glom_plugin.expand.explain import SharedItems
     from glom_plugin.expand.index import UserIndex
     from glom_plugin.models.artifact import TrainedModel
@@ -193,8 +193,6 @@ class LookalikeModel(ABC):
         best first, keeping only scores >= ``threshold`` when given. This per-campaign default scores the
         realistic protocol's campaign for the seeds (``population_campaign``, non-seeds drawn by
         ``expansion_rng``). ``index`` / ``interactions`` serve embedding models; explanations need them."""
-        from glom_plugin.expand.expander import ExpansionResult, resolve_seeds, select_ranked
-
         if explain:
             raise ValueError(
                 f"{self.name} is a per-campaign model: explanations (nearest seeds in embedding space) need an "
@@ -214,7 +212,7 @@ class LookalikeModel(ABC):
         rows, kept = select_ranked(campaign.candidates, scores, top_k or None, cfg.threshold)
         return ExpansionResult(
             rows=rows,
-            user_ids=self.user_ids[rows],
+            all_user_ids=self.user_ids,
             scores=kept.astype(np.float32),
             seeds_used=used,
             unknown_seeds=unknown,
@@ -343,8 +341,6 @@ class EmbeddingLookalikeModel(LookalikeModel):
     ) -> ExpansionResult:
         """sim(u, S) over the retrieval vectors (GLoM §3.7), through ``index`` when given (exact
         re-scoring of its candidates, ``expand/expander.py``)."""
-        from glom_plugin.expand.expander import expand_audience
-
         cfg = _expand_settings(self.config.expand, config, threshold)
         return expand_audience(self.as_trained(), list(seed_ids), cfg, k=k, explain=explain, index=index,
                                interactions=interactions)

@@ -220,7 +220,7 @@ class ExpansionEngine:
     def _summary(self, result: ExpansionResult, unknown: list[str]) -> dict[str, Any]:
         """The response's fields after ``lookalikes``, in ``ExpandResponse``'s order (both encodings share it)."""
         return {
-            "n_lookalikes": len(result.user_ids),
+            "n_lookalikes": len(result.rows),
             "seeds_used": len(result.seeds_used),
             "unknown_seeds": unknown,
             "aggregation": result.aggregation,
@@ -314,7 +314,7 @@ class ExpansionEngine:
                     )
                 result = ExpansionResult(
                     rows=ranking.rows,
-                    user_ids=self.trained.user_ids[ranking.rows],
+                    all_user_ids=self.trained.user_ids,
                     scores=ranking.scores,
                     seeds_used=used,
                     unknown_seeds=unknown,
@@ -435,7 +435,7 @@ def _plain_body(campaign: str | None, result: ExpansionResult, summary: dict[str
     apart, placed into the n-row template (``_rows_template``), then ``summary``
     (``ExpansionEngine._summary``). Why: building 100 row dicts and encoding them was ~0.17 ms of a
     ~1.2 ms mean request, and formatting row by row still ~0.1 ms (benchmarks/results/serving.md)."""
-    n = len(result.user_ids)
+    n = len(result.rows)
     lookalikes = b""
     if n:
         fields: list[bytes] = [b""] * (2 * n)
