@@ -56,6 +56,20 @@ def test_unknown_seeds_are_reported_not_fatal_and_all_unknown_fails():
         expand_audience(model, [], ExpandConfig())
 
 
+def test_seed_ids_of_other_types_resolve_as_their_text_and_ids_follow_the_rows():
+    """numpy strings and ints are looked up by their str (the fast path takes plain str only), the ids
+    reported back are plain str, and ``user_ids`` are the model's ids of ``rows`` in rank order."""
+    model = TrainedModel("m", np.array(["10", "11", "12", "13", "14", "15"]),
+                         np.eye(6, 3, dtype=np.float32) + np.float32(0.1))
+    plain = expand_audience(model, ["10", "11"], ExpandConfig(top_k=3))
+    for given in (np.array(["10", "11"]).tolist(), list(np.array(["10", "11"])), [10, 11], ["10", 11]):
+        result = expand_audience(model, given, ExpandConfig(top_k=3))
+        assert result.seeds_used == ["10", "11"] and all(type(s) is str for s in result.seeds_used)
+        assert result.rows.tolist() == plain.rows.tolist() and result.scores.tolist() == plain.scores.tolist()
+    assert plain.user_ids.tolist() == model.user_ids[plain.rows].tolist() == plain.lookalikes["user_id"].tolist()
+    assert expand_audience(model, ["10", 99], ExpandConfig(top_k=3)).unknown_seeds == ["99"]
+
+
 def test_threshold_and_top_k_are_respected():
     model = clustered_model()
     everyone = expand_audience(model, SEEDS, ExpandConfig(top_k=1000))
