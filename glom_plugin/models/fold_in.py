@@ -168,28 +168,40 @@ class GlmFoldIn:
 
     @classmethod
     def state_from(cls, glm: object, data: object) -> dict[str, np.ndarray]:
-        """The arrays ``__init__`` needs, from a fitted ``GLMResult`` and the data it was fitted on."""
-        import torch
-
+        """The arrays ``__init__`` needs, from a fitted ``GLMResult`` and the data it was fitted on: the
+        state ``fit_glm`` recorded in its final pass (``GLMResult.fold_state``), else one propagation now
+        (a result made elsewhere)."""
+        recorded = getattr(glm, "fold_state", None)
+        if recorded is not None:
+            return recorded
         from glom_plugin.models.glm import build_message_graph, resolve_backend
 
         model, triples = glm.model, glm.triples  # type: ignore[attr-defined]
-        n_users = data.n_users  # type: ignore[attr-defined]
         # the backend GLM trained with (DGL's fused sums on the CPU): the torch scatter backend gathers an
         # (edges, d) tensor per layer, 11 GB at 10M reviews, where the fused sum needs none
         device = model.node.device
         history = getattr(glm, "history", None)
         backend = getattr(history, "backend", None) or resolve_backend("auto", device.type)
-        graph = build_message_graph(triples, backend, device)
+        return cls.propagate(model, build_message_graph(triples, backend, device), triples, data)[2]
+
+    @staticmethod
+    def propagate(model: object, graph: object, triples: object, data: object) -> tuple[object, object, dict[str, np.ndarray]]:
+        """(h^L, r^L, the fold-in state): GLM's full-graph forward, keeping what an outside user needs of
+        each layer on the way (the items' states and relation tables it reads, the layer's weights). Why
+        one pass: ``fit_glm``'s final forward and the fold-in state were two propagations of the whole graph
+        with the same layers (at 10M reviews, each a fifth of a GLM epoch)."""
+        import torch
+
+        n_users = data.n_users  # type: ignore[attr-defined]
 
         def array(t: torch.Tensor) -> np.ndarray:
             return t.detach().cpu().numpy().astype(np.float32)
 
         items, relations, weights, biases, attention = [], [], [], [], []
         with torch.no_grad():
-            h, r = model.node, model.relation
+            h, r = model.node, model.relation  # type: ignore[attr-defined]
             h0 = array(h)
-            for layer in model.layers:
+            for layer in model.layers:  # type: ignore[attr-defined]
                 items.append(array(h[n_users:]))
                 relations.append(array(r))
                 weights.append(array(layer.linear.weight))
@@ -197,13 +209,13 @@ class GlmFoldIn:
                 a = getattr(layer.aggregator, "a", None)
                 attention.append(np.zeros(2 * h.shape[1], np.float32) if a is None else array(a))
                 h, r = layer(graph, h, r)
-        names = list(triples.relation_names)
+        names = list(triples.relation_names)  # type: ignore[attr-defined]
 
         def rid(name: str) -> int:
             return names.index(name) if name in names else -1
 
         dim = h0.shape[1]
-        return {
+        state = {
             "glm_fold_items": np.stack(items) if items else np.zeros((0, data.n_items, dim), np.float32),  # type: ignore[attr-defined]
             "glm_fold_relations": np.stack(relations) if relations else np.zeros((0, len(names), dim), np.float32),
             "glm_fold_weights": np.stack(weights) if weights else np.zeros((0, dim, dim), np.float32),
@@ -213,6 +225,7 @@ class GlmFoldIn:
             "glm_fold_relation_ids": np.array([rid("interacted_by"), rid("liked_by"), rid("disliked_by")], np.int64),
             "glm_fold_initial_items": h0[n_users:],
         }
+        return h, r, state
 
     @staticmethod
     def saved_state(state: Mapping[str, object]) -> dict[str, np.ndarray] | None:

@@ -34,6 +34,7 @@ from glom_plugin.config import GlomConfig
 from glom_plugin.data.schema import RELATION_INTERACTED
 from glom_plugin.graph.dataset import LookalikeData
 from glom_plugin.models.checkpoint import EpochCheckpoint
+from glom_plugin.models.fold_in import GlmFoldIn
 from glom_plugin.models.glm import GraphLearningModel, build_message_graph, resolve_backend
 from glom_plugin.models.kg import KnowledgeTriples, build_knowledge_triples
 from glom_plugin.models.lookalike_validation import LookalikeValidation
@@ -83,6 +84,8 @@ class GLMResult:
     history: TrainingHistory
     node_embeddings: np.ndarray  # h^L, (n_users + n_items, dim)
     relation_table: np.ndarray  # r^L
+    # what GLoM's fold-in needs of each layer, recorded in the final pass (``GlmFoldIn.propagate``)
+    fold_state: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -420,14 +423,15 @@ def fit_glm(
         if stop:
             break
     _finish_training(history, stopper, model)
-    with torch.no_grad():
-        h, r = model(build_message_graph(full, backend, device))
+    # h^L and, in the same pass, the fold-in state of outside users (GLoM's §3.6 layers)
+    h, r, fold_state = GlmFoldIn.propagate(model, build_message_graph(full, backend, device), full, data)
     return GLMResult(
         model=model,
         triples=full,
         history=history,
         node_embeddings=h.cpu().numpy().astype(np.float32),
         relation_table=r.cpu().numpy().astype(np.float32),
+        fold_state=fold_state,
     )
 
 

@@ -336,11 +336,33 @@ def test_the_fold_in_state_is_the_same_whichever_backend_propagates_it(fitted_gl
     glm = fitted_glom.glm_result
     assert glm.history.backend == "dgl"
     by_backend = {
-        backend: GlmFoldIn.state_from(replace(glm, history=replace(glm.history, backend=backend)), data)
+        backend: GlmFoldIn.state_from(replace(glm, fold_state=None, history=replace(glm.history, backend=backend)), data)
         for backend in ("dgl", "torch")
     }
     for key in GLM_FOLD_KEYS:
         np.testing.assert_allclose(by_backend["dgl"][key], by_backend["torch"][key], atol=1e-5, err_msg=key)
+
+
+def test_fit_glm_records_the_fold_in_state_in_its_final_pass(fitted_glom, community_data) -> None:
+    """``fit_glm``'s last forward also keeps each layer's fold-in inputs (``GlmFoldIn.propagate``): the same
+    arrays, bit for bit, as a propagation of its own afterwards, and h^L as ``model(graph)`` gives it."""
+    from dataclasses import replace
+
+    import torch
+
+    from glom_plugin.models.fold_in import GLM_FOLD_KEYS, GlmFoldIn
+    from glom_plugin.models.glm import build_message_graph
+
+    data, _ = community_data
+    glm = fitted_glom.glm_result
+    assert glm.fold_state is not None and GlmFoldIn.state_from(glm, data) is glm.fold_state
+    fresh = GlmFoldIn.state_from(replace(glm, fold_state=None), data)
+    for key in GLM_FOLD_KEYS:
+        np.testing.assert_array_equal(glm.fold_state[key], fresh[key], err_msg=key)
+    with torch.no_grad():
+        h, r = glm.model(build_message_graph(glm.triples, glm.history.backend, glm.model.node.device))
+    np.testing.assert_array_equal(glm.node_embeddings, h.numpy().astype(np.float32))
+    np.testing.assert_array_equal(glm.relation_table, r.numpy().astype(np.float32))
 
 
 def test_glm_fold_in_aggregates_like_eq3_on_a_hand_made_layer() -> None:
