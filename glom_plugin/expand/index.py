@@ -102,7 +102,8 @@ def build_index(embeddings: np.ndarray, kind: IndexKind = "auto", seed: int = 0,
 
 
 def _queries(index: UserIndex, queries: np.ndarray, k: int, normalized: bool) -> tuple[np.ndarray, int]:
-    ready = normalized and isinstance(queries, np.ndarray) and queries.ndim == 2 and queries.dtype == np.float32 and queries.flags.c_contiguous
+    ready = (normalized and isinstance(queries, np.ndarray) and queries.ndim == 2
+             and queries.dtype == np.float32 and queries.flags.c_contiguous)
     if not ready:  # an online request's centroid is ready as it is: no conversions (~3 us)
         queries = np.atleast_2d(queries)
         queries = np.ascontiguousarray(queries if normalized else l2_normalize(queries), dtype=np.float32)
